@@ -1,0 +1,453 @@
+"""Run configuration: frozen dataclasses of primitives, named presets, files and ``key=value`` overrides.
+
+Pure Python (no torch). ``load_config(preset, file, overrides)`` builds a :class:`Config`; every unknown
+key and every value that does not fit its field is reported at once in a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    def __init__(self, errors: list[str] | str):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "digits"  # a name (digits, cifar10, pydoc) or a path
+    valid: float = 0.1  # held-out part of the training set for the controller (fraction < 1, or a count)
+    image_size: int = 0  # resize image folders to this size (0 = keep)
+    limit_per_class: int = 0  # read at most this many images per class (0 = all), for quick runs
+    pad: int = -1  # random-crop padding (-1 = image_size // 8)
+    flip: bool = True
+    vocab_size: int = 10000  # text: vocabulary cap
+    bptt: int = 35  # text: truncated back-propagation length
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    num_nodes: int = 5  # micro: nodes per cell; rnn: nodes per cell
+    num_layers: int = 12  # macro: layers of the searched network
+    ops: tuple[str, ...] = ()  # op (or activation) names; empty = the space's defaults
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Shape of a network (the search supernet, or the final fixed model)."""
+
+    channels: int = 20
+    num_layers: int = 6  # micro: normal cells (two reduction cells are added); macro: ignored (space)
+    keep_prob: float = 0.9  # dropout keep probability before the classifier
+    aux_weight: float = 0.4  # 0 disables the auxiliary head
+    drop_path: float = 0.0  # final drop-path probability (ramped over training, scaled by depth)
+    stem_multiplier: int = 3
+    double_channels: bool = True  # macro: double channels at each reduction
+    # language model
+    embed_size: int = 200
+    hidden_size: int = 200
+    dropout_e: float = 0.1
+    dropout_i: float = 0.2
+    dropout_x: float = 0.75
+    dropout_o: float = 0.75
+    init_range: float = 0.04
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD for shared weights (search) or the fixed model (final training)."""
+
+    epochs: int = 150
+    batch_size: int = 160
+    eval_batch_size: int = 500
+    lr_max: float = 0.05
+    lr_min: float = 0.0005
+    lr_schedule: str = "cosine"  # cosine (with restarts) | exp (language models) | constant
+    lr_t0: int = 10
+    lr_tmul: int = 2
+    lr_decay: float = 0.96  # exp: factor per epoch
+    lr_decay_start: int = 15  # exp: first epoch that decays
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0  # global norm; 0 = off
+    cutout: int = 0
+    ar_alpha: float = 0.0  # language model: activation regularisation
+    tar_beta: float = 0.0  # language model: temporal activation regularisation
+    asgd: bool = False  # language model: switch to averaged SGD when validation stalls
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    kind: str = "enas"  # enas | random
+    lstm_size: int = 64
+    lr: float = 0.0035
+    beta1: float = 0.0
+    eps: float = 1e-3
+    temperature: float = 0.0  # 0 = none
+    tanh_constant: float = 1.10  # 0 = none
+    op_tanh_reduce: float = 2.5
+    entropy_weight: float = 1e-4
+    baseline_decay: float = 0.99
+    train_steps: int = 30  # Adam updates per epoch
+    num_aggregate: int = 10  # sampled architectures per update
+    skip_target: float = 0.4
+    skip_weight: float = 0.0
+    reward_c: float = 80.0  # language model: reward = c / valid_ppl
+    warmup_epochs: int = 0  # epochs of uniform sampling before the controller is used and trained
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    derive_samples: int = 100  # architectures sampled by the final derive
+    epoch_derive_samples: int = 10  # architectures sampled by the per-epoch derive (best_arch.json)
+    derive_batches: int = 1  # validation batches each architecture is scored on
+    checkpoint_every: int = 100  # shared steps between checkpoints (0 = epoch ends only)
+    retrain: bool = True  # train the derived architecture from scratch at the end (enas search)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: str = "auto"  # auto (on for CUDA) | on | off
+    channels_last: str = "auto"
+    compile: str = "off"  # on | off: torch.compile for final training of a fixed model
+    log_every: int = 20
+    max_nonfinite: int = 10  # stop after this many consecutive non-finite steps
+    progress: bool = True
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    space: str = "micro"
+    data: DataConfig = field(default_factory=DataConfig)
+    space_cfg: SpaceConfig = field(default_factory=SpaceConfig)
+    net: NetConfig = field(default_factory=NetConfig)  # the search supernet
+    shared: OptimConfig = field(default_factory=OptimConfig)  # shared-weight training during search
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    final_net: NetConfig = field(default_factory=NetConfig)  # the model trained from scratch
+    train: OptimConfig = field(default_factory=OptimConfig)  # final training
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "space"}
+SPACES = ("micro", "macro", "rnn")
+
+# ----------------------------------------------------------------------------------------------- presets
+# Each preset is a nested dict of overrides on the defaults above. Values follow the reference scripts
+# (melodyguan/enas scripts/*.sh) unless noted; docs/presets.md lists where the paper differs.
+
+_MICRO_SEARCH_CTRL = {"lr": 0.0035, "tanh_constant": 1.10, "op_tanh_reduce": 2.5, "entropy_weight": 1e-4,
+                      "train_steps": 30, "num_aggregate": 10, "skip_weight": 0.0}
+_MACRO_SEARCH_CTRL = {"lr": 0.001, "tanh_constant": 1.5, "op_tanh_reduce": 1.0, "entropy_weight": 1e-4,
+                      "train_steps": 50, "num_aggregate": 20, "skip_target": 0.4, "skip_weight": 0.8}
+
+PRESETS: dict[str, dict] = {
+    # The demo that `enas search` runs with no arguments: digits (8x8), a few minutes on 2 CPU cores.
+    "default": {
+        "space": "micro",
+        "data": {"source": "digits", "valid": 0.15, "pad": 1},
+        "space_cfg": {"num_nodes": 4},
+        "net": {"channels": 8, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 1.0, "stem_multiplier": 2},
+        "shared": {"epochs": 6, "batch_size": 64, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                   "lr_t0": 6, "weight_decay": 1e-4},
+        "controller": {**_MICRO_SEARCH_CTRL, "train_steps": 10, "num_aggregate": 5},
+        "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
+        "final_net": {"channels": 12, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 0.9, "drop_path": 0.0,
+                      "stem_multiplier": 2},
+        "train": {"epochs": 8, "batch_size": 64, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                  "lr_t0": 8, "weight_decay": 2e-4},
+    },
+    # Smallest settings that exercise every code path; for tests.
+    "tiny": {
+        "space": "micro",
+        "data": {"source": "digits", "valid": 0.2, "pad": 1},
+        "space_cfg": {"num_nodes": 2, "num_layers": 3},
+        "net": {"channels": 4, "num_layers": 1, "aux_weight": 0.4, "keep_prob": 1.0, "stem_multiplier": 1,
+                "embed_size": 16, "hidden_size": 16},
+        "shared": {"epochs": 2, "batch_size": 128, "eval_batch_size": 256, "lr_t0": 2,
+                   "lr_max": 0.05, "lr_min": 0.001},
+        "controller": {"train_steps": 2, "num_aggregate": 2},
+        "search": {"derive_samples": 4, "epoch_derive_samples": 2, "checkpoint_every": 3},
+        "final_net": {"channels": 4, "num_layers": 1, "aux_weight": 0.4, "keep_prob": 0.9, "drop_path": 0.2,
+                      "stem_multiplier": 1, "embed_size": 16, "hidden_size": 16},
+        "train": {"epochs": 1, "batch_size": 128, "eval_batch_size": 256, "lr_t0": 1, "cutout": 2},
+        "run": {"progress": False},
+    },
+    "micro-search": {
+        "space": "micro",
+        "data": {"source": "cifar10", "valid": 5000},
+        "space_cfg": {"num_nodes": 5},
+        "net": {"channels": 20, "num_layers": 6, "keep_prob": 0.9, "aux_weight": 0.4},
+        "shared": {"epochs": 150, "batch_size": 160, "lr_max": 0.05, "lr_min": 0.0005, "weight_decay": 1e-4,
+                   "grad_clip": 5.0},
+        "controller": _MICRO_SEARCH_CTRL,
+        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4},
+        "train": {"epochs": 630, "batch_size": 144, "lr_max": 0.05, "lr_min": 0.0001, "weight_decay": 2e-4,
+                  "cutout": 16},
+    },
+    "micro-final": {
+        "space": "micro",
+        "data": {"source": "cifar10", "valid": 0},
+        "space_cfg": {"num_nodes": 5},
+        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4},
+        "train": {"epochs": 630, "batch_size": 144, "lr_max": 0.05, "lr_min": 0.0001, "weight_decay": 2e-4,
+                  "cutout": 16, "grad_clip": 5.0},
+    },
+    "macro-search": {
+        "space": "macro",
+        "data": {"source": "cifar10", "valid": 5000},
+        "space_cfg": {"num_layers": 12},
+        "net": {"channels": 36, "keep_prob": 0.9, "aux_weight": 0.0, "double_channels": False},
+        "shared": {"epochs": 310, "batch_size": 128, "lr_max": 0.05, "lr_min": 0.0005, "weight_decay": 2.5e-4},
+        "controller": _MACRO_SEARCH_CTRL,
+        "final_net": {"channels": 96, "keep_prob": 0.5, "aux_weight": 0.0, "double_channels": True},
+        "train": {"epochs": 310, "batch_size": 100, "lr_max": 0.05, "lr_min": 0.001, "weight_decay": 2e-4,
+                  "cutout": 16},
+    },
+    "macro-final": {
+        "space": "macro",
+        "data": {"source": "cifar10", "valid": 0},
+        "space_cfg": {"num_layers": 24},
+        "final_net": {"channels": 96, "keep_prob": 0.5, "aux_weight": 0.0, "double_channels": True},
+        "train": {"epochs": 310, "batch_size": 100, "lr_max": 0.05, "lr_min": 0.001, "weight_decay": 2e-4,
+                  "cutout": 16},
+    },
+}
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def _coerce(value: object, tp: object, key: str) -> object:
+    """Coerce a string (from the command line) or JSON value to the annotated type."""
+    if isinstance(tp, str):
+        tp = eval_type(tp)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a comma-separated list of names, got {value!r}")
+        return tuple(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value))
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            out = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return out
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def eval_type(name: str) -> object:
+    return {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple[str, ...]}[name]
+
+
+def _merge(cfg: Config, tree: dict, errors: list[str], origin: str) -> Config:
+    if not isinstance(tree, dict):
+        errors.append(f"{origin}: expected an object of sections")
+        return cfg
+    updates: dict[str, object] = {}
+    for sec, values in tree.items():
+        if sec == "space":
+            if values not in SPACES:
+                errors.append(f"space: unknown search space {values!r}; choose one of {', '.join(SPACES)}")
+            else:
+                updates["space"] = values
+            continue
+        if sec not in SECTIONS:
+            errors.append(f"{origin}: unknown section {sec!r}; valid sections: space, {', '.join(SECTIONS)}")
+            continue
+        if not isinstance(values, dict):
+            errors.append(f"{sec}: expected an object of settings")
+            continue
+        current = getattr(cfg, sec)
+        types_ = {f.name: f.type for f in fields(current)}
+        changes = {}
+        for key, value in values.items():
+            if key not in types_:
+                errors.append(f"{sec}.{key}: unknown setting; valid settings of {sec}: {', '.join(types_)}")
+                continue
+            try:
+                changes[key] = _coerce(value, types_[key], f"{sec}.{key}")
+            except ConfigError as e:
+                errors.extend(e.errors)
+        updates[sec] = replace(current, **changes)
+    return replace(cfg, **updates)  # type: ignore[arg-type]
+
+
+def parse_overrides(items: list[str]) -> tuple[dict, list[str]]:
+    """``["shared.lr_max=0.1", "space=macro"]`` -> nested dict (values still strings) and errors."""
+    tree: dict = {}
+    errors = []
+    for item in items:
+        if "=" not in item:
+            errors.append(f"override {item!r}: expected section.key=value")
+            continue
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key == "space":
+            tree["space"] = value
+            continue
+        if key.count(".") != 1:
+            errors.append(f"override {item!r}: expected section.key=value (sections: {', '.join(SECTIONS)})")
+            continue
+        sec, name = key.split(".")
+        tree.setdefault(sec, {})
+        if not isinstance(tree[sec], dict):
+            errors.append(f"override {item!r}: {sec} is not a section")
+            continue
+        tree[sec][name] = value
+    return tree, errors
+
+
+def load_config(preset: str | None = None, file: str | Path | None = None, overrides: list[str] = (),
+                space: str | None = None) -> Config:
+    """Defaults <- preset <- file (JSON, same nesting as ``to_dict``) <- overrides <- ``space``."""
+    errors: list[str] = []
+    cfg = Config()
+    name = preset or "default"
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    cfg = _merge(cfg, PRESETS[name], errors, f"preset {name}")
+    if file is not None:
+        try:
+            tree = json.loads(Path(file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file}: not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {file}: cannot read ({e.__class__.__name__})") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {file}: invalid JSON at line {e.lineno} column {e.colno}") from None
+        cfg = _merge(cfg, tree, errors, f"config file {file}")
+    tree, errs = parse_overrides(list(overrides))
+    errors += errs
+    cfg = _merge(cfg, tree, errors, "overrides")
+    if space is not None:
+        cfg = _merge(cfg, {"space": space}, errors, "--space")
+    errors += check(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def check(cfg: Config) -> list[str]:
+    """Range checks that a type cannot express."""
+    e = []
+    for sec in ("shared", "train"):
+        o: OptimConfig = getattr(cfg, sec)
+        if o.epochs < 0:
+            e.append(f"{sec}.epochs: must be >= 0, got {o.epochs}")
+        if o.batch_size < 1:
+            e.append(f"{sec}.batch_size: must be >= 1, got {o.batch_size}")
+        if o.eval_batch_size < 1:
+            e.append(f"{sec}.eval_batch_size: must be >= 1, got {o.eval_batch_size}")
+        if o.lr_max <= 0 or o.lr_min < 0:
+            e.append(f"{sec}.lr_max/lr_min: learning rates must be positive")
+        if o.lr_schedule not in ("cosine", "exp", "constant"):
+            e.append(f"{sec}.lr_schedule: expected cosine, exp or constant, got {o.lr_schedule!r}")
+        if o.lr_t0 < 1 or o.lr_tmul < 1:
+            e.append(f"{sec}.lr_t0/lr_tmul: must be >= 1")
+        if o.grad_clip < 0:
+            e.append(f"{sec}.grad_clip: must be >= 0")
+        if o.cutout < 0:
+            e.append(f"{sec}.cutout: must be >= 0")
+        if not 0 <= o.momentum < 1:
+            e.append(f"{sec}.momentum: must be in [0, 1)")
+    for sec in ("net", "final_net"):
+        n: NetConfig = getattr(cfg, sec)
+        if n.channels < 1:
+            e.append(f"{sec}.channels: must be >= 1, got {n.channels}")
+        if n.num_layers < 1:
+            e.append(f"{sec}.num_layers: must be >= 1, got {n.num_layers}")
+        if not 0 < n.keep_prob <= 1:
+            e.append(f"{sec}.keep_prob: must be in (0, 1], got {n.keep_prob}")
+        if not 0 <= n.drop_path < 1:
+            e.append(f"{sec}.drop_path: must be in [0, 1), got {n.drop_path}")
+        if n.aux_weight < 0:
+            e.append(f"{sec}.aux_weight: must be >= 0")
+        for d in ("dropout_e", "dropout_i", "dropout_x", "dropout_o"):
+            if not 0 <= getattr(n, d) < 1:
+                e.append(f"{sec}.{d}: must be in [0, 1)")
+    c = cfg.controller
+    if c.kind not in ("enas", "random"):
+        e.append(f"controller.kind: expected enas or random, got {c.kind!r}")
+    if c.lstm_size < 1 or c.train_steps < 0 or c.num_aggregate < 1:
+        e.append("controller: lstm_size and num_aggregate must be >= 1, train_steps >= 0")
+    if not 0 <= c.baseline_decay < 1:
+        e.append(f"controller.baseline_decay: must be in [0, 1), got {c.baseline_decay}")
+    if not 0 < c.skip_target < 1:
+        e.append(f"controller.skip_target: must be in (0, 1), got {c.skip_target}")
+    if cfg.data.valid < 0:
+        e.append(f"data.valid: must be >= 0, got {cfg.data.valid}")
+    s = cfg.search
+    if s.derive_samples < 1 or s.epoch_derive_samples < 0 or s.derive_batches < 1:
+        e.append("search: derive_samples and derive_batches must be >= 1, epoch_derive_samples >= 0")
+    if s.checkpoint_every < 0:
+        e.append("search.checkpoint_every: must be >= 0")
+    if cfg.space_cfg.num_nodes < 1 or cfg.space_cfg.num_layers < 1:
+        e.append("space_cfg: num_nodes and num_layers must be >= 1")
+    r = cfg.run
+    for k in ("bf16", "channels_last"):
+        if getattr(r, k) not in ("auto", "on", "off"):
+            e.append(f"run.{k}: expected auto, on or off, got {getattr(r, k)!r}")
+    if r.compile not in ("on", "off"):
+        e.append(f"run.compile: expected on or off, got {r.compile!r}")
+    if not (r.device in ("auto", "cpu", "cuda") or r.device.startswith("cuda:")):
+        e.append(f"run.device: expected auto, cpu, cuda or cuda:N, got {r.device!r}")
+    if r.max_nonfinite < 1:
+        e.append("run.max_nonfinite: must be >= 1")
+    return e
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(tree: dict) -> Config:
+    """Rebuild a Config from ``to_dict`` output (e.g. a run directory's config.json)."""
+    errors: list[str] = []
+    cfg = _merge(Config(), tree, errors, "config")
+    errors += check(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+# keep `types` imported for annotations evaluated by typing in older Pythons
+_ = types
