@@ -56,6 +56,7 @@ class NetConfig:
     dropout_e: float = 0.1
     dropout_i: float = 0.2
     dropout_x: float = 0.75
+    dropout_l: float = 0.25
     dropout_o: float = 0.75
     init_range: float = 0.04
 
@@ -156,7 +157,7 @@ PRESETS: dict[str, dict] = {
     # The demo that `enas search` runs with no arguments: digits (8x8), a few minutes on 2 CPU cores.
     "default": {
         "space": "micro",
-        "data": {"source": "digits", "valid": 0.15, "pad": 1},
+        "data": {"source": "digits", "valid": 0.15, "pad": 1, "flip": False},
         "space_cfg": {"num_nodes": 4},
         "net": {"channels": 8, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 1.0, "stem_multiplier": 2},
         "shared": {"epochs": 6, "batch_size": 64, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
@@ -223,7 +224,88 @@ PRESETS: dict[str, dict] = {
         "train": {"epochs": 310, "batch_size": 100, "lr_max": 0.05, "lr_min": 0.001, "weight_decay": 2e-4,
                   "cutout": 16},
     },
+    # --- language models (recurrent space); values from the paper (Sec. 3.1) and the corrected enas_lm code
+    "ptb-search": {
+        "space": "rnn",
+        "data": {"source": "ptb", "vocab_size": 10000, "bptt": 35},
+        "space_cfg": {"num_nodes": 12},
+        "net": {"embed_size": 200, "hidden_size": 200, "dropout_e": 0.1, "dropout_i": 0.2, "dropout_x": 0.75,
+                "dropout_l": 0.25, "dropout_o": 0.75, "init_range": 0.04},
+        "shared": {"epochs": 150, "batch_size": 128, "lr_max": 20.0, "lr_min": 0.001, "lr_schedule": "exp",
+                   "lr_decay": 0.96, "lr_decay_start": 15, "momentum": 0.0, "nesterov": False,
+                   "weight_decay": 1.6e-6, "grad_clip": 0.25, "tar_beta": 1.0},
+        "controller": {"lr": 3.5e-4, "temperature": 5.0, "tanh_constant": 2.5, "op_tanh_reduce": 1.0,
+                       "entropy_weight": 1e-4, "baseline_decay": 0.99, "train_steps": 25, "num_aggregate": 10,
+                       "reward_c": 80.0},
+        "search": {"derive_samples": 100, "epoch_derive_samples": 10, "checkpoint_every": 200},
+        "final_net": {"embed_size": 788, "hidden_size": 788, "dropout_e": 0.125, "dropout_i": 0.175,
+                      "dropout_x": 0.725, "dropout_l": 0.225, "dropout_o": 0.75, "init_range": 0.05},
+        "train": {"epochs": 3000, "batch_size": 64, "eval_batch_size": 10, "lr_max": 20.0, "lr_schedule": "constant",
+                  "momentum": 0.0, "nesterov": False, "weight_decay": 1.6e-6, "grad_clip": 0.25, "ar_alpha": 0.7,
+                  "asgd": True},
+    },
 }
+PRESETS["ptb-final"] = {k: v for k, v in PRESETS["ptb-search"].items() if k not in ("shared", "controller", "search")}
+PRESETS["rnn-default"] = {
+    "space": "rnn",
+    "data": {"source": "pydoc", "vocab_size": 10000, "bptt": 20},
+    "space_cfg": {"num_nodes": 8},
+    "net": {"embed_size": 64, "hidden_size": 64, "dropout_e": 0.05, "dropout_i": 0.1, "dropout_x": 0.3,
+            "dropout_l": 0.1, "dropout_o": 0.3, "init_range": 0.1},
+    "shared": {"epochs": 4, "batch_size": 32, "lr_max": 10.0, "lr_min": 0.1, "lr_schedule": "constant",
+               "momentum": 0.0, "nesterov": False, "weight_decay": 1e-6, "grad_clip": 0.25},
+    "controller": {**PRESETS["ptb-search"]["controller"], "train_steps": 10, "num_aggregate": 5},
+    "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
+    "final_net": {"embed_size": 64, "hidden_size": 64, "dropout_e": 0.05, "dropout_i": 0.1, "dropout_x": 0.3,
+                  "dropout_l": 0.1, "dropout_o": 0.3, "init_range": 0.1},
+    "train": {"epochs": 4, "batch_size": 32, "eval_batch_size": 10, "lr_max": 10.0, "lr_schedule": "constant",
+              "momentum": 0.0, "nesterov": False, "weight_decay": 1e-6, "grad_clip": 0.25},
+}
+PRESETS["rnn-tiny"] = {
+    "space": "rnn",
+    "data": {"source": "pydoc", "vocab_size": 1000, "bptt": 35},
+    "space_cfg": {"num_nodes": 3},
+    "net": {"embed_size": 16, "hidden_size": 16, "dropout_e": 0.0, "dropout_i": 0.1, "dropout_x": 0.1,
+            "dropout_l": 0.1, "dropout_o": 0.1},
+    "shared": {"epochs": 1, "batch_size": 64, "lr_max": 5.0, "lr_schedule": "constant", "momentum": 0.0,
+               "nesterov": False, "weight_decay": 0.0, "grad_clip": 0.25},
+    "controller": {"temperature": 5.0, "tanh_constant": 2.5, "op_tanh_reduce": 1.0, "train_steps": 2,
+                   "num_aggregate": 2},
+    "search": {"derive_samples": 4, "epoch_derive_samples": 2, "checkpoint_every": 10},
+    "final_net": {"embed_size": 16, "hidden_size": 16, "dropout_e": 0.0, "dropout_i": 0.1, "dropout_x": 0.1,
+                  "dropout_l": 0.1, "dropout_o": 0.1},
+    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 10, "lr_max": 5.0, "lr_schedule": "constant",
+              "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "grad_clip": 0.25},
+    "run": {"progress": False},
+}
+PRESETS["macro-default"] = {
+    "space": "macro",
+    "data": {"source": "digits", "valid": 0.15, "pad": 1, "flip": False},
+    "space_cfg": {"num_layers": 6},
+    "net": {"channels": 12, "keep_prob": 1.0, "aux_weight": 0.0, "double_channels": False},
+    "shared": {"epochs": 10, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+               "lr_t0": 10, "weight_decay": 1e-4},
+    "controller": {**_MACRO_SEARCH_CTRL, "train_steps": 10, "num_aggregate": 5},
+    "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
+    "final_net": {"channels": 16, "keep_prob": 0.9, "aux_weight": 0.0, "double_channels": True},
+    "train": {"epochs": 15, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+              "lr_t0": 15, "weight_decay": 2e-4},
+}
+PRESETS["macro-tiny"] = {
+    **PRESETS["tiny"], "space": "macro", "space_cfg": {"num_layers": 3},
+    "net": {"channels": 4, "keep_prob": 1.0, "aux_weight": 0.0, "double_channels": False},
+    "controller": {**_MACRO_SEARCH_CTRL, "train_steps": 2, "num_aggregate": 2},
+    "final_net": {"channels": 4, "keep_prob": 0.9, "aux_weight": 0.0, "double_channels": True},
+}
+
+
+def preset_tree(name: str, space: str | None) -> dict:
+    """A preset's overrides. ``default`` and ``tiny`` have a variant per space (``macro-tiny``, ``rnn-default``...)."""
+    if space is not None and f"{space}-{name}" in PRESETS:
+        return PRESETS[f"{space}-{name}"]
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -342,9 +424,10 @@ def load_config(preset: str | None = None, file: str | Path | None = None, overr
     errors: list[str] = []
     cfg = Config()
     name = preset or "default"
-    if name not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-    cfg = _merge(cfg, PRESETS[name], errors, f"preset {name}")
+    tree = preset_tree(name, space)
+    if space is not None and tree.get("space", space) != space:
+        raise ConfigError(f"preset {name} is for the {tree['space']} space, not {space}")
+    cfg = _merge(cfg, tree, errors, f"preset {name}")
     if file is not None:
         try:
             tree = json.loads(Path(file).read_text())
@@ -401,7 +484,7 @@ def check(cfg: Config) -> list[str]:
             e.append(f"{sec}.drop_path: must be in [0, 1), got {n.drop_path}")
         if n.aux_weight < 0:
             e.append(f"{sec}.aux_weight: must be >= 0")
-        for d in ("dropout_e", "dropout_i", "dropout_x", "dropout_o"):
+        for d in ("dropout_e", "dropout_i", "dropout_x", "dropout_l", "dropout_o"):
             if not 0 <= getattr(n, d) < 1:
                 e.append(f"{sec}.{d}: must be in [0, 1)")
     c = cfg.controller

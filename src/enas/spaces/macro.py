@@ -264,3 +264,20 @@ def describe(arch: MacroArch) -> str:
 
 def _node_name(j: int) -> str:
     return "stem" if j == 0 else f"layer {j - 1}"
+
+
+def space_of(arch: MacroArch, default: MacroSpace) -> MacroSpace:
+    """The space an architecture lives in: its layer count, with the default's ops."""
+    return MacroSpace(num_layers=len(arch.ops), ops=default.ops)
+
+
+def infer_space(obj: object, default: MacroSpace) -> MacroSpace:
+    """The space implied by an architecture JSON object or integer list (L + L(L-1)/2 integers)."""
+    if isinstance(obj, dict) and isinstance(obj.get("layers"), list) and obj["layers"]:
+        return MacroSpace(num_layers=len(obj["layers"]), ops=default.ops)
+    if isinstance(obj, list) and obj:
+        n = len(obj)
+        L = int(round((-1 + (1 + 8 * n) ** 0.5) / 2))  # L(L+1)/2 = n
+        if L * (L + 1) // 2 == n:
+            return MacroSpace(num_layers=L, ops=default.ops)
+    return default

@@ -178,10 +178,8 @@ def from_dict(d: object, space: MicroSpace) -> MicroArch:
     unknown = set(d) - {"space", "format", *CELLS, "note"}
     if unknown:
         errors.append(f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    if errors:
-        raise ArchError(errors)
     arch = MicroArch(*cells)
-    errors = validate(arch, space)
+    errors += validate(arch, space)
     if errors:
         raise ArchError(errors)
     return arch

@@ -313,3 +313,26 @@ def describe(arch: RNNArch) -> str:
         lines.append(f"  node {i} = highway({a}, {src})")
     lines.append(f"  h_t = mean({', '.join(f'node {j}' for j in loose_ends(arch))})")
     return "\n".join(lines)
+
+
+def space_of(arch: RNNArch, default: RNNSpace) -> RNNSpace:
+    """The space an architecture lives in: its node count, with the default's activations."""
+    return RNNSpace(num_nodes=len(arch.inputs), activations=default.activations)
+
+
+def infer_space(obj: object, default: RNNSpace) -> RNNSpace:
+    """The space implied by an architecture JSON object or an integer list.
+
+    An odd-length list is the reference's layout (2N - 1 integers); an even-length one is enas_lm's
+    (node 0 fixed, 2 integers per further node: N = 1 + len/2).
+    """
+    if isinstance(obj, dict) and isinstance(obj.get("nodes"), list) and obj["nodes"]:
+        return RNNSpace(num_nodes=len(obj["nodes"]), activations=default.activations)
+    if isinstance(obj, list) and obj:
+        n = len(obj)
+        return RNNSpace(num_nodes=(n + 1) // 2 if n % 2 else 1 + n // 2, activations=default.activations)
+    return default
+
+
+def flavor_of(ints: list[int]) -> str:
+    return "enas" if len(ints) % 2 else "enas_lm"

@@ -1,0 +1,130 @@
+"""Turn configuration data into objects: spaces, networks, controllers, devices, precision contexts."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import spaces
+from .config import Config, NetConfig
+from .controller import Controller, RandomController
+
+
+def make_space(cfg: Config):
+    """The space dataclass for ``cfg.space`` from ``cfg.space_cfg``."""
+    mod = spaces.get(cfg.space)
+    sc = cfg.space_cfg
+    if cfg.space == "micro":
+        kw = {"num_nodes": sc.num_nodes}
+        if sc.ops:
+            kw["ops"] = tuple(sc.ops)
+        space = mod.MicroSpace(**kw)
+    elif cfg.space == "macro":
+        kw = {"num_layers": sc.num_layers}
+        if sc.ops:
+            kw["ops"] = tuple(sc.ops)
+        space = mod.MacroSpace(**kw)
+    else:
+        kw = {"num_nodes": sc.num_nodes}
+        if sc.ops:
+            kw["activations"] = tuple(sc.ops)
+        space = mod.RNNSpace(**kw)
+    errors = space.check()
+    if errors:
+        raise spaces.ArchError([f"space_cfg.{e}" for e in errors])
+    return space
+
+
+def make_cnn(space_name: str, space, net: NetConfig, *, num_classes: int, in_channels: int,
+             arch=None) -> nn.Module:
+    if space_name == "micro":
+        from .models.micro import MicroNet
+        return MicroNet(space, channels=net.channels, num_layers=net.num_layers, num_classes=num_classes,
+                        in_channels=in_channels, arch=arch, aux=net.aux_weight > 0, keep_prob=net.keep_prob,
+                        stem_multiplier=net.stem_multiplier)
+    if space_name == "macro":
+        from .models.macro import MacroNet
+        return MacroNet(space, channels=net.channels, num_classes=num_classes, in_channels=in_channels,
+                        arch=arch, keep_prob=net.keep_prob, double_channels=net.double_channels)
+    raise ValueError(f"{space_name} is not an image space")
+
+
+def use_batch_stats(model: nn.Module) -> nn.Module:
+    """Make every BatchNorm normalise with the current batch's statistics, in train and eval mode alike.
+
+    Used for the supernet during search (as the reference does): running averages shared by all sampled
+    architectures would describe none of them.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = None
+            m.running_var = None
+            m.num_batches_tracked = None
+    return model
+
+
+def make_controller(cfg: Config, space, device: torch.device) -> nn.Module:
+    mod = spaces.get(cfg.space)
+    c = cfg.controller
+    if c.kind == "random":
+        return RandomController([d.size for d in mod.decisions(space)]).to(device)
+    return Controller(mod.program(space), hidden=c.lstm_size, temperature=c.temperature,
+                      tanh_constant=c.tanh_constant, op_tanh_reduce=c.op_tanh_reduce,
+                      skip_target=c.skip_target).to(device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"run.device: {name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def flag(value: str, device: torch.device) -> bool:
+    return value == "on" or (value == "auto" and device.type == "cuda")
+
+
+def autocast_factory(cfg: Config, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if flag(cfg.run.bf16, device):
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global generators that library code cannot avoid (dropout masks, drop-path)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def lr_at(epoch: int, o) -> float:
+    """Learning rate for an integer epoch: cosine with warm restarts (T0, Tmul), exponential or constant."""
+    import math
+    if o.lr_schedule == "constant":
+        return o.lr_max
+    if o.lr_schedule == "exp":
+        return max(o.lr_min, o.lr_max * o.lr_decay ** max(0, epoch - o.lr_decay_start + 1))
+    t_i, t_cur = o.lr_t0, epoch
+    while t_cur >= t_i:
+        t_cur -= t_i
+        t_i *= o.lr_tmul
+    return o.lr_min + 0.5 * (o.lr_max - o.lr_min) * (1 + math.cos(math.pi * t_cur / t_i))
+
+
+def sgd(params, o, device: torch.device) -> torch.optim.Optimizer:
+    kw = dict(lr=o.lr_max, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+              weight_decay=o.weight_decay)
+    # foreach, not fused: the fused kernel rejects a step where some parameters already hold momentum
+    # buffers and others (ops sampled for the first time) do not.
+    return torch.optim.SGD(params, foreach=True, **kw)

@@ -1,0 +1,289 @@
+"""Command line: ``enas search | train | show | ...``. Each handler parses, loads the config and makes one
+library call. Errors in user input end with one line on stderr and exit status 2; a stop requested by
+SIGINT/SIGTERM saves a checkpoint and exits with 130."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_STOPPED = 130
+
+log = logging.getLogger("enas")
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints a usage block by default)
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool = True, run: bool = True) -> None:
+    p.add_argument("--space", choices=("micro", "macro", "rnn"), help="search space (default: the preset's)")
+    p.add_argument("--preset", help="named configuration (see `enas presets`)")
+    p.add_argument("--config", metavar="FILE", help="JSON config file (same nesting as a run's config.json)")
+    if data:
+        p.add_argument("--data", metavar="NAME_OR_PATH", help="dataset: digits, cifar10, pydoc, or a path")
+    if run:
+        p.add_argument("--epochs", type=int, help="number of epochs")
+        p.add_argument("--seed", type=int, help="random seed")
+        p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+        p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: ./runs/<verb>-<space>-<time>)")
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+        p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="enas", description="Efficient Neural Architecture Search via Parameter Sharing")
+    ap.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = ap.add_subparsers(dest="verb", parser_class=_Parser)
+    s = sub.add_parser("search", help="search, derive the best architecture, retrain it")
+    _common(s)
+    s.add_argument("--controller", choices=("enas", "random"), help="policy: ENAS controller or uniform random")
+    t = sub.add_parser("train", help="train one fixed architecture from scratch")
+    t.add_argument("arch", nargs="?", help="architecture: JSON file, run directory, or integer string "
+                                           "(optional with --resume)")
+    _common(t)
+    sh = sub.add_parser("show", help="print an architecture and the size of the network it builds")
+    sh.add_argument("arch", help="architecture: JSON file, run directory, or integer string")
+    _common(sh, run=False)
+    sh.add_argument("--format", choices=("text", "json", "enas", "dot", "svg", "png"), default="text")
+    sh.add_argument("--output", "-o", metavar="FILE", help="write the drawing here (dot/svg/png)")
+    sub.add_parser("presets", help="list the named configurations")
+    return ap
+
+
+def _load_cfg(args: argparse.Namespace, verb: str):
+    from . import config as C
+    overrides = list(args.overrides or [])
+    if getattr(args, "data", None):
+        overrides.append(f"data.source={args.data}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"run.seed={args.seed}")
+    if getattr(args, "device", None):
+        overrides.append(f"run.device={args.device}")
+    if getattr(args, "epochs", None) is not None:
+        if args.epochs < 0:
+            raise C.ConfigError(f"--epochs: must be >= 0, got {args.epochs}")
+        overrides.append(("shared.epochs=" if verb == "search" else "train.epochs=") + str(args.epochs))
+    if getattr(args, "controller", None):
+        overrides.append(f"controller.kind={args.controller}")
+    if getattr(args, "quiet", False):
+        overrides.append("run.progress=false")
+    preset = args.preset
+    return C.load_config(preset=preset, file=args.config, overrides=overrides, space=args.space)
+
+
+_RESUME_FIXED = (("preset", "--preset"), ("config", "--config"), ("space", "--space"), ("data", "--data"),
+                 ("epochs", "--epochs"), ("seed", "--seed"), ("device", "--device"), ("controller", "--controller"),
+                 ("overrides", "section.key=value overrides"))
+
+
+def _resume_dir(args: argparse.Namespace, verb: str) -> Path:
+    """Check ``--resume RUN_DIR`` and the flags given with it; the run continues with its saved config."""
+    if args.out:
+        raise UsageError(f"enas {verb}: --resume and --out cannot be combined (the run continues in RUN_DIR)")
+    for attr, flag in _RESUME_FIXED:
+        if getattr(args, attr, None):
+            raise UsageError(f"enas {verb}: {flag} cannot be combined with --resume (the run continues with the "
+                             "config.json saved in RUN_DIR)")
+    rd = Path(args.resume)
+    if not rd.is_dir():
+        raise UsageError(f"--resume {rd}: no such run directory")
+    if not (rd / "config.json").exists():
+        raise UsageError(f"--resume {rd}: no run there (config.json missing)")
+    is_train = (rd / "arch.json").exists()
+    if verb == "search" and is_train:
+        raise UsageError(f"--resume {rd}: this is a training run; continue it with: enas train --resume {rd}")
+    if verb == "train" and not is_train:
+        raise UsageError(f"--resume {rd}: not a training run (arch.json missing)"
+                         + ("; continue a search with: enas search --resume " + str(rd)
+                            if (rd / "checkpoint.pt").exists() else ""))
+    return rd
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from . import config as C
+    from .rundir import Stopper, read_json
+    from .search import search
+    stopper = Stopper().install()
+    try:
+        if args.resume:
+            rd = _resume_dir(args, "search")
+            cfg = C.from_dict(read_json(rd / "config.json"))
+            if getattr(args, "quiet", False):
+                cfg = C.replace(cfg, run=C.replace(cfg.run, progress=False))
+            result = search(cfg, resume=rd, stop=stopper)
+        else:
+            cfg = _load_cfg(args, "search")
+            result = search(cfg, out=args.out, stop=stopper)
+    finally:
+        stopper.restore()
+    _print_result(result)
+    return 0
+
+
+def _print_result(result: dict) -> None:
+    from . import spaces
+    mod = spaces.get(result["space"])
+    best = result.get("best_arch") or result.get("arch")
+    print("best architecture:" if "best_arch" in result else "architecture:")
+    try:
+        space = mod.infer_space(best, None if result["space"] != "micro" else mod.MicroSpace())
+        print(mod.describe(mod.from_dict(best, space)))
+    except Exception:  # noqa: BLE001 - printing is best effort; the JSON is in the run directory
+        print(json.dumps(best))
+    if result.get("test_acc") is not None:
+        print(f"test accuracy: {result['test_acc']:.4f}  parameters: {result.get('params')}")
+    elif result.get("test_ppl") is not None or (result.get("final") or {}).get("test_ppl") is not None:
+        ppl = result.get("test_ppl") or result["final"]["test_ppl"]
+        print(f"test perplexity: {ppl:.2f}  parameters: {result.get('params')}")
+    print(f"wall time: {result.get('wall_time_s')} s")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import build, config as C
+    from .archio import read_arch
+    from .rundir import Stopper, read_json
+    from .train import train_fixed
+    stopper = Stopper().install()
+    try:
+        if args.resume:
+            rd = _resume_dir(args, "train")
+            cfg = C.from_dict(read_json(rd / "config.json"))
+            if getattr(args, "quiet", False):
+                cfg = C.replace(cfg, run=C.replace(cfg.run, progress=False))
+            arch, _ = read_arch(str(rd / "arch.json"), cfg.space, build.make_space(cfg))
+            if args.arch is not None:
+                from . import spaces
+                mod = spaces.get(cfg.space)
+                given, _ = read_arch(args.arch, cfg.space, build.make_space(cfg))
+                if mod.to_dict(given) != mod.to_dict(arch):
+                    raise UsageError(f"enas train: ARCH differs from the architecture of the run in {rd} "
+                                     "(omit ARCH to continue that run)")
+            result = train_fixed(cfg, arch, rd, resume=True, stop=stopper)
+        else:
+            if args.arch is None:
+                raise UsageError("enas train: the following arguments are required: arch (see enas train --help)")
+            cfg = _load_cfg(args, "train")
+            arch, _ = read_arch(args.arch, cfg.space, build.make_space(cfg))
+            result = train_fixed(cfg, arch, args.out, stop=stopper)
+    finally:
+        stopper.restore()
+    _print_result(result)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from . import build, spaces
+    from .archio import read_arch
+    cfg = _load_cfg(args, "show")
+    mod = spaces.get(cfg.space)
+    arch, space = read_arch(args.arch, cfg.space, build.make_space(cfg))
+    if args.format == "json":
+        print(json.dumps(mod.to_dict(arch), indent=2))
+        return 0
+    if args.format == "enas":
+        print(mod.to_enas_string(arch, space) if cfg.space != "rnn" else mod.to_enas_string(arch))
+        return 0
+    if args.format in ("dot", "svg", "png"):
+        from .viz import render
+        text = render(cfg.space, mod.to_dict(arch), args.format, args.output)
+        if args.output is None and text is not None:
+            print(text)
+        elif args.output:
+            print(f"wrote {args.output}")
+        return 0
+    print(mod.describe(arch))
+    n, what = network_size(cfg, arch, space)
+    print(f"parameters: {n:,} ({what})")
+    return 0
+
+
+def network_size(cfg, arch, space) -> tuple[int, str]:
+    """Parameter count of the network ``enas train`` would build with this config (no data is loaded)."""
+    from . import build
+    from .train import count_params
+    if cfg.space == "rnn":
+        from .text_task import fixed_lm_model
+        m = fixed_lm_model(cfg, arch, space, vocab_size=cfg.data.vocab_size)
+        return count_params(m), f"language model, vocabulary {cfg.data.vocab_size}, " \
+                                 f"embedding {cfg.final_net.embed_size}, hidden {cfg.final_net.hidden_size}"
+    classes, in_ch = (10, 1) if cfg.data.source == "digits" else (10, 3)
+    m = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=classes, in_channels=in_ch, arch=arch)
+    aux = "" if cfg.final_net.aux_weight == 0 else ", auxiliary head excluded"
+    return count_params(m), (f"{cfg.space} network with {cfg.final_net.channels} channels, "
+                             f"{cfg.final_net.num_layers} layers, {classes} classes, {in_ch} input channels{aux}")
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .config import PRESETS
+    for name in sorted(PRESETS):
+        print(f"{name:16s} space={PRESETS[name].get('space', 'micro')}")
+    return 0
+
+
+HANDLERS = {"search": cmd_search, "train": cmd_train, "show": cmd_show, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        # overrides may come anywhere (argparse takes a positional list only once, e.g. not after --out X)
+        if extra and hasattr(args, "overrides") and not any(a.startswith("-") for a in extra):
+            args.overrides = list(args.overrides or []) + extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.version:
+            from . import __version__
+            print(__version__)
+            return 0
+        if args.verb is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if getattr(args, "quiet", False):
+            logging.getLogger().setLevel(logging.WARNING)
+        return HANDLERS[args.verb](args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_STOPPED
+    except Exception as e:  # noqa: BLE001 - map known errors to one line
+        return _report(e)
+
+
+def _report(e: Exception) -> int:
+    from .rundir import RunDirError, Stopped
+    known = [RunDirError]
+    names = {"ConfigError", "ArchError", "DataError", "TextDataError", "CheckpointError", "NonFiniteError"}
+    if isinstance(e, Stopped):
+        print(str(e), file=sys.stderr)
+        return EXIT_STOPPED
+    if isinstance(e, tuple(known)) or type(e).__name__ in names:
+        msg = str(e).replace("\n", " ")
+        print(f"error: {msg}", file=sys.stderr)
+        return 1 if type(e).__name__ == "NonFiniteError" else EXIT_USAGE
+    if isinstance(e, ValueError) and str(e).startswith("run.device"):
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(e, OSError):  # disk full, permissions: the run directory keeps its last checkpoint
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    raise e
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""The ENAS search: shared-weight phase, controller phase, derive, and the loop that alternates them.
+
+``search(cfg, out, resume, stop)`` is the public entry point. Every epoch:
+
+1. **shared**: one pass over the training data; each minibatch trains the supernet on a fresh architecture.
+   The controller is frozen during this phase, so the epoch's architectures are sampled up front in one
+   batched controller pass (one host synchronisation per epoch instead of one per step).
+2. **controller**: ``train_steps`` Adam updates; each samples ``num_aggregate`` architectures, rewards each
+   with its accuracy on the next un-augmented validation minibatch (+ entropy bonus), and applies REINFORCE
+   with a moving-average baseline.
+3. **derive** (small): sample a few architectures, score them on the same validation batches, write the best
+   to ``best_arch.json``.
+
+Checkpoints hold every piece of state (weights, optimizers, baseline, counters, data order, all generator
+states, the epoch's sampled architectures and running metric sums), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import build, checkpoint, config as C, reinforce, spaces
+from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
+                     read_json, truncate, write_json)
+from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
+
+log = logging.getLogger("enas")
+
+CKPT = "checkpoint.pt"
+ARCHS = "archs.jsonl"
+
+
+@dataclass
+class SearchRun:
+    """The mutable state of one search (plain attributes; phases are free functions below)."""
+
+    cfg: C.Config
+    out: Path
+    space: object
+    mod: object
+    device: torch.device
+    model: torch.nn.Module
+    controller: torch.nn.Module
+    uniform: torch.nn.Module
+    opt: torch.optim.Optimizer
+    ctrl_opt: torch.optim.Optimizer | None
+    task: object
+    gens: dict
+    autocast: Callable
+    metrics: MetricsLog
+    stop: Callable[[], bool]
+    timer: Timer
+    baseline: torch.Tensor
+    epoch: int = 0
+    step: int = 0  # next shared step within the epoch
+    global_step: int = 0
+    phase: str = "shared"  # next phase to run in this epoch: shared | controller | end
+    epoch_actions: torch.Tensor | None = None
+    epoch_archs: list = field(default_factory=list)
+    sums: dict = field(default_factory=dict)  # running metric sums (tensors on the device)
+    nonfinite_run: int = 0
+    nonfinite_total: int = 0
+    best: dict | None = None
+    pbar: object = None
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def _zero_sums(device: torch.device) -> dict:
+    z = lambda: torch.zeros((), device=device)  # noqa: E731
+    return {"loss": z(), "correct": z(), "count": z(), "ep_loss": z(), "ep_correct": z(), "ep_count": z()}
+
+
+def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None = None) -> SearchRun:
+    device = build.resolve_device(cfg.run.device)
+    build.seed_everything(cfg.run.seed)
+    space = build.make_space(cfg)
+    mod = spaces.get(cfg.space)
+    seed = cfg.run.seed
+    gens = {"data": build.make_generator(seed * 1000 + 1), "ctrl": build.make_generator(seed * 1000 + 2, device),
+            "aug": build.make_generator(seed * 1000 + 3, device), "derive": build.make_generator(seed * 1000 + 4, device)}
+    if cfg.space == "rnn":
+        from .text_task import make_search_task_and_model  # language-model pieces
+        task, model = make_search_task_and_model(cfg, space, device, gens)
+    else:
+        ds, train, valid, test = load_image_splits(cfg, gens["data"], with_valid=True)
+        chl = build.flag(cfg.run.channels_last, device)
+        pad = cfg.data.pad if cfg.data.pad >= 0 else ds.image_size // 8
+        task = ImageTask(train, valid, test, batch_size=cfg.shared.batch_size,
+                         eval_batch_size=cfg.shared.eval_batch_size, pad=pad, flip=cfg.data.flip,
+                         cutout=cfg.shared.cutout, device=device, data_gen=gens["data"], aug_gen=gens["aug"],
+                         channels_last=chl, num_classes=ds.num_classes)
+        model = build.make_cnn(cfg.space, space, cfg.net, num_classes=ds.num_classes, in_channels=ds.in_channels)
+        build.use_batch_stats(model)
+        model = model.to(device)
+        if chl:
+            model = model.to(memory_format=torch.channels_last)
+    controller = build.make_controller(cfg, space, device)
+    uniform = build.make_controller(C.replace(cfg, controller=C.replace(cfg.controller, kind="random")), space, device)
+    opt = build.sgd(model.parameters(), cfg.shared, device)
+    ctrl_opt = None
+    if any(True for _ in controller.parameters()):
+        c = cfg.controller
+        ctrl_opt = torch.optim.Adam(controller.parameters(), lr=c.lr, betas=(c.beta1, 0.999), eps=c.eps)
+    # append-only files go back to their size at the checkpoint (to nothing when starting afresh)
+    size = state["metrics_size"] if state is not None else 0
+    if state is None or "archs_size" in state:
+        truncate(out / ARCHS, state["archs_size"] if state is not None else 0)
+    tb = out / "tensorboard"
+    metrics = MetricsLog(out / "metrics.jsonl", truncate_to=size, tensorboard_dir=tb)
+    run = SearchRun(cfg=cfg, out=out, space=space, mod=mod, device=device, model=model, controller=controller,
+                    uniform=uniform, opt=opt, ctrl_opt=ctrl_opt, task=task, gens=gens,
+                    autocast=build.autocast_factory(cfg, device), metrics=metrics, stop=stop, timer=Timer(),
+                    baseline=torch.zeros((), device=device), sums=_zero_sums(device))
+    if state is not None:
+        restore(run, state)
+    return run
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def state_dict(run: SearchRun) -> dict:
+    return {
+        "kind": "search", "config": C.to_dict(run.cfg),
+        "model": run.model.state_dict(), "controller": run.controller.state_dict(),
+        "opt": run.opt.state_dict(), "ctrl_opt": run.ctrl_opt.state_dict() if run.ctrl_opt else None,
+        "baseline": run.baseline, "epoch": run.epoch, "step": run.step, "global_step": run.global_step,
+        "phase": run.phase, "epoch_actions": run.epoch_actions, "task": run.task.state_dict(),
+        "rng": checkpoint.rng_state(run.gens), "sums": dict(run.sums), "nonfinite_total": run.nonfinite_total,
+        "nonfinite_run": run.nonfinite_run, "best": run.best, "metrics_size": run.metrics.size,
+        "archs_size": (run.out / ARCHS).stat().st_size if (run.out / ARCHS).exists() else 0,
+        "elapsed": run.timer(),
+    }
+
+
+def restore(run: SearchRun, s: dict) -> None:
+    run.model.load_state_dict(s["model"])
+    run.controller.load_state_dict(s["controller"])
+    run.opt.load_state_dict(s["opt"])
+    if run.ctrl_opt is not None and s["ctrl_opt"] is not None:
+        run.ctrl_opt.load_state_dict(s["ctrl_opt"])
+    run.baseline = s["baseline"].to(run.device)
+    run.epoch, run.step, run.global_step, run.phase = s["epoch"], s["step"], s["global_step"], s["phase"]
+    run.epoch_actions = s["epoch_actions"]
+    if run.epoch_actions is not None:
+        run.epoch_archs = decode(run, run.epoch_actions)
+    run.task.load_state_dict(s["task"])
+    checkpoint.set_rng_state(s["rng"], run.gens)
+    run.sums = {k: v.to(run.device) for k, v in s["sums"].items()}
+    run.nonfinite_total = s["nonfinite_total"]
+    run.nonfinite_run = s.get("nonfinite_run", 0)
+    run.best = s["best"]
+    run.timer = Timer(s["elapsed"])
+
+
+def save(run: SearchRun) -> None:
+    checkpoint.save(state_dict(run), run.out / CKPT)
+
+
+# ---------------------------------------------------------------------------------------------- phases
+def decode(run: SearchRun, actions: torch.Tensor) -> list:
+    return [run.mod.arch_from_actions(a, run.space) for a in actions.tolist()]
+
+
+def _policy(run: SearchRun) -> torch.nn.Module:
+    return run.uniform if run.epoch < run.cfg.controller.warmup_epochs else run.controller
+
+
+def start_epoch(run: SearchRun) -> None:
+    steps = run.task.steps_per_epoch
+    run.task.start_epoch()
+    with torch.no_grad():
+        run.epoch_actions = _policy(run)(steps, generator=run.gens["ctrl"]).actions.cpu()
+    run.epoch_archs = decode(run, run.epoch_actions)
+    lr = build.lr_at(run.epoch, run.cfg.shared)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+
+
+def shared_step(run: SearchRun, arch) -> None:
+    o = run.cfg.shared
+    run.model.train()
+    batch = run.task.next_train_batch()
+    with run.autocast():
+        loss, correct, count = run.task.shared_loss(run.model, arch, batch, run.cfg.net) \
+            if hasattr(run.task, "shared_loss") else _image_loss(run, arch, batch)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in run.model.parameters() if p.grad is not None]
+    if o.grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
+    if not bool(torch.isfinite(norm) & torch.isfinite(loss.detach())):
+        run.nonfinite_run += 1
+        run.nonfinite_total += 1
+        run.opt.zero_grad(set_to_none=True)
+        log.warning("non-finite loss or gradient at epoch %d step %d: step skipped (%d in a row)",
+                    run.epoch, run.step, run.nonfinite_run)
+        if run.nonfinite_run >= run.cfg.run.max_nonfinite:
+            raise NonFiniteError(f"{run.nonfinite_run} consecutive non-finite steps; stopping without saving "
+                                 f"bad weights (last good checkpoint: {run.out / CKPT}). Try a lower shared.lr_max "
+                                 "or shared.grad_clip")
+        return
+    run.nonfinite_run = 0
+    run.opt.step()
+    s = run.sums
+    ld = loss.detach().float()
+    s["loss"] += ld * count
+    s["correct"] += correct
+    s["count"] += count
+    s["ep_loss"] += ld * count
+    s["ep_correct"] += correct
+    s["ep_count"] += count
+
+
+def _image_loss(run: SearchRun, arch, batch):
+    x, y = batch
+    logits, aux = run.model(x, arch)
+    loss = classification_loss(logits, aux, y, run.cfg.net.aux_weight)
+    return loss, (logits.detach().argmax(-1) == y).sum().float(), torch.tensor(float(len(y)), device=y.device)
+
+
+def train_shared(run: SearchRun) -> None:
+    steps = run.task.steps_per_epoch
+    while run.step < steps:
+        shared_step(run, run.epoch_archs[run.step])
+        run.step += 1
+        run.global_step += 1
+        if run.pbar is not None:
+            run.pbar.update(1)
+        if run.global_step % run.cfg.run.log_every == 0:
+            _log_interval(run)
+        every = run.cfg.search.checkpoint_every
+        if run.stop() or (every and run.global_step % every == 0 and run.step < steps):
+            save(run)
+            if run.stop():
+                raise Stopped()
+
+
+def _log_interval(run: SearchRun) -> None:
+    s = run.sums
+    n = s["count"].clamp_min(1)
+    row = {"kind": "shared", "epoch": run.epoch, "step": run.step, "global_step": run.global_step,
+           "loss": (s["loss"] / n).item(), "acc": (s["correct"] / n).item(), "lr": run.opt.param_groups[0]["lr"]}
+    run.metrics.write(row)
+    for k in ("loss", "correct", "count"):
+        s[k].zero_()
+
+
+def reward_of(run: SearchRun, arch, batch) -> torch.Tensor:
+    if hasattr(run.task, "reward"):
+        return run.task.reward(run.model, arch, batch)
+    return accuracy(run.model, arch, [batch], run.autocast)
+
+
+def train_controller(run: SearchRun) -> dict:
+    c = run.cfg.controller
+    stats = {"reward": [], "entropy": [], "loss": [], "skip_kl": [], "skips": []}
+    if run.ctrl_opt is None or run.epoch < c.warmup_epochs or c.train_steps == 0:
+        return {}
+    run.model.eval()
+    run.controller.train()
+    for _ in range(c.train_steps):
+        sample = run.controller(c.num_aggregate, generator=run.gens["ctrl"])
+        archs = decode(run, sample.actions)
+        with torch.no_grad():
+            acc = torch.stack([reward_of(run, a, run.task.next_valid_batch()) for a in archs])
+        rewards = acc + c.entropy_weight * sample.entropy.detach()
+        baselines, run.baseline = reinforce.ema_baselines(rewards, run.baseline, c.baseline_decay)
+        loss = reinforce.policy_loss(sample.log_prob, rewards, baselines, sample.skip_kl, c.skip_weight)
+        run.ctrl_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.ctrl_opt.step()
+        stats["reward"].append(acc.mean().detach())
+        stats["entropy"].append(sample.entropy.mean().detach())
+        stats["loss"].append(loss.detach())
+        stats["skip_kl"].append(sample.skip_kl.mean().detach())
+        stats["skips"].append(sample.skip_count.mean().detach())
+    return {k: torch.stack(v).mean().item() for k, v in stats.items()}
+
+
+@torch.no_grad()
+def derive(run: SearchRun, n: int, generator: torch.Generator) -> list[dict]:
+    """Sample ``n`` architectures from the policy, score each on the same validation batches, best first."""
+    run.model.eval()
+    batches = run.task.fixed_valid_batches(run.cfg.search.derive_batches)
+    actions = _policy(run)(n, generator=generator).actions
+    archs = decode(run, actions)
+    scores = torch.stack([_score(run, a, batches) for a in archs]).tolist()
+    table = [{"score": s, "actions": a, "arch": run.mod.to_dict(arch)}
+             for s, a, arch in zip(scores, actions.tolist(), archs)]
+    table.sort(key=lambda r: -r["score"])
+    return table
+
+
+def _score(run: SearchRun, arch, batches) -> torch.Tensor:
+    if hasattr(run.task, "score"):
+        return run.task.score(run.model, arch, batches)
+    return accuracy(run.model, arch, batches, run.autocast)
+
+
+def op_frequencies(run: SearchRun, actions: torch.Tensor) -> dict:
+    names = getattr(run.space, "ops", None) or getattr(run.space, "activations")
+    cols = [i for i, d in enumerate(run.mod.decisions(run.space)) if d.kind == "op"]
+    counts = torch.bincount(actions[:, cols].flatten(), minlength=len(names)).float()
+    freq = (counts / counts.sum().clamp_min(1)).tolist()
+    return {name: round(f, 4) for name, f in zip(names, freq)}
+
+
+def end_epoch(run: SearchRun, ctrl: dict) -> None:
+    s = run.sums
+    n = s["ep_count"].clamp_min(1)
+    row = {"kind": "epoch", "epoch": run.epoch, "global_step": run.global_step,
+           "loss": (s["ep_loss"] / n).item(), "acc": (s["ep_correct"] / n).item(),
+           "lr": run.opt.param_groups[0]["lr"], "baseline": run.baseline.item(),
+           "nonfinite_steps": run.nonfinite_total}
+    if run.cfg.space == "rnn":
+        row["ppl"] = math.exp(min(row["loss"], 50.0))
+        del row["acc"]
+    row.update({f"ctrl_{k}": v for k, v in ctrl.items()})
+    row["op_freq"] = op_frequencies(run, run.epoch_actions)
+    if run.cfg.search.epoch_derive_samples > 0:
+        table = derive(run, run.cfg.search.epoch_derive_samples, run.gens["derive"])
+        top = table[0]
+        row["derive_best"] = top["score"]
+        if run.best is None or top["score"] >= run.best["score"]:
+            pass
+        run.best = {"score": top["score"], "epoch": run.epoch, "arch": top["arch"]}
+        write_json(run.out / "best_arch.json", top["arch"])
+        with open(run.out / ARCHS, "a") as f:
+            import json
+            f.write(json.dumps({"epoch": run.epoch, "score": top["score"], "arch": top["arch"]}) + "\n")
+    row["time"] = round(run.timer(), 3)
+    run.metrics.write(row)
+    for k in ("ep_loss", "ep_correct", "ep_count"):
+        s[k].zero_()
+    quality = f"ppl {row['ppl']:.1f}" if "ppl" in row else f"acc {row['acc']:.3f}"
+    msg = (f"epoch {run.epoch + 1}/{run.cfg.shared.epochs}  loss {row['loss']:.3f}  {quality}"
+           f"  reward {ctrl.get('reward', float('nan')):.3f}  baseline {row['baseline']:.3f}"
+           f"  entropy {ctrl.get('entropy', float('nan')):.2f}")
+    if "derive_best" in row:
+        msg += f"  derive {row['derive_best']:.3f}"
+    log.info(msg)
+
+
+# ------------------------------------------------------------------------------------------------- loop
+def run_epochs(run: SearchRun) -> None:
+    cfg = run.cfg
+    pbar = None
+    if cfg.run.progress:
+        from tqdm import tqdm
+        total = cfg.shared.epochs * run.task.steps_per_epoch
+        pbar = tqdm(total=total, initial=run.global_step, desc="search", unit="step", leave=False,
+                    dynamic_ncols=True)
+    run.pbar = pbar
+    try:
+        while run.epoch < cfg.shared.epochs:
+            if run.phase == "shared":
+                if run.step == 0:
+                    start_epoch(run)
+                train_shared(run)
+                run.phase = "controller"
+                save(run)
+                if run.stop():
+                    raise Stopped()
+            ctrl = train_controller(run)
+            # the epoch_archs archive the epoch's op frequencies before being replaced
+            end_epoch(run, ctrl)
+            run.epoch += 1
+            run.step = 0
+            run.phase = "shared"
+            save(run)
+            if run.stop():
+                raise Stopped()
+    finally:
+        if pbar is not None:
+            pbar.close()
+
+
+def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path | None = None,
+           stop: Callable[[], bool] = lambda: False) -> dict:
+    """Run (or resume) a search, derive the best architecture and, if ``search.retrain``, train it.
+
+    Returns the summary written to ``result.json``.
+    """
+    state = None
+    fresh = resume is None
+    existed, top = out is not None and Path(out).exists(), created_top(out)
+    if resume is not None:
+        out = Path(resume)
+        saved = C.from_dict(read_json(out / "config.json"))
+        cfg = saved
+        if (out / CKPT).exists() or checkpoint.previous(out / CKPT).exists():
+            state, used, warning = checkpoint.load_latest(out / CKPT)
+            if warning:
+                log.warning(warning)
+            if state.get("kind") != "search":
+                raise checkpoint.CheckpointError(f"{used}: not a search checkpoint")
+        else:  # stopped before its first checkpoint: start again, in the same directory
+            log.warning("%s: no checkpoint yet; starting the search from the beginning", out)
+    else:
+        out = new_run_dir(None if out is None else str(out), "search", cfg.space)
+        write_json(out / "config.json", C.to_dict(cfg))
+    try:
+        run = setup(cfg, out, stop, state)
+    except Exception:
+        if fresh:  # bad data or settings found while building: leave no half-made run directory behind
+            discard_new_run_dir(out, existed, top)
+        raise
+    log.info("search run directory: %s (%s, device %s)", out, cfg.space, run.device)
+    try:
+        if state is None or state.get("phase") != "done":
+            run_epochs(run)
+            table = derive(run, cfg.search.derive_samples, run.gens["derive"])
+            write_json(out / "derive.json", {"samples": len(table), "table": table})
+            write_json(out / "best_arch.json", table[0]["arch"])
+            run.best = {"score": table[0]["score"], "epoch": run.epoch, "arch": table[0]["arch"]}
+            run.phase = "done"
+            save(run)
+        summary = {"space": cfg.space, "best_arch": run.best["arch"], "derive_score": run.best["score"],
+                   "search_time_s": round(run.timer(), 1), "epochs": cfg.shared.epochs,
+                   "nonfinite_steps": run.nonfinite_total}
+    except Stopped:
+        raise Stopped(out, "search") from None
+    finally:
+        run.metrics.close()
+    if cfg.search.retrain and cfg.train.epochs > 0:
+        from .train import train_fixed
+        arch = run.mod.from_dict(run.best["arch"], run.space)
+        final_dir = out / "final"
+        try:
+            final = train_fixed(cfg, arch, final_dir, resume=final_dir.is_dir() and any(final_dir.iterdir()),
+                                stop=stop)
+        except Stopped:
+            raise Stopped(out, "search") from None
+        summary.update({"final": final, "test_metric": final.get("test_metric"), "test_acc": final.get("test_acc"),
+                        "params": final.get("params")})
+    summary["wall_time_s"] = round(run.timer(), 1)
+    write_json(out / "result.json", summary)
+    return summary
+
+
+def nan_if_none(v) -> float:
+    return math.nan if v is None else v

@@ -1,0 +1,187 @@
+"""Language modelling as a search/training task (the recurrent space): corpus, BPTT batches, rewards.
+
+The search loop in ``enas.search`` drives it through the same calls as the image task
+(``steps_per_epoch``, ``start_epoch``, ``next_train_batch``, ``next_valid_batch``, ``fixed_valid_batches``,
+``state_dict``) plus the hooks ``shared_loss``, ``reward`` and ``score``. The hidden state is carried
+across training segments (truncated BPTT) and is part of the task's state, so resumes are exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import config as C
+from .data.text import Corpus, batchify, get_batch, load_corpus, sample_seq_len
+from .lm import detach_hidden, lm_step
+from .models.rnn import RNNModel
+
+log = logging.getLogger("enas")
+
+
+def _source(cfg: C.Config) -> str:
+    return "pydoc" if cfg.data.source == "digits" else cfg.data.source
+
+
+def lm_model(cfg_net: C.NetConfig, space, vocab_size: int, arch=None) -> RNNModel:
+    n = cfg_net
+    return RNNModel(space, vocab_size=vocab_size, embed_size=n.embed_size, hidden_size=n.hidden_size, arch=arch,
+                    dropout_e=n.dropout_e, dropout_i=n.dropout_i, dropout_x=n.dropout_x, dropout_l=n.dropout_l,
+                    dropout_o=n.dropout_o, init_range=n.init_range)
+
+
+def fixed_lm_model(cfg: C.Config, arch, space, *, vocab_size: int) -> RNNModel:
+    return lm_model(cfg.final_net, space, vocab_size, arch)
+
+
+class TextTask:
+    def __init__(self, corpus: Corpus, cfg: C.Config, device: torch.device, gens: dict):
+        self.cfg, self.device = cfg, device
+        self.bs = cfg.shared.batch_size
+        self.bptt = cfg.data.bptt
+        self.train = batchify(corpus.train, self.bs).to(device)  # [T, B]
+        self.valid = batchify(corpus.valid, self.bs).to(device)
+        self.data_gen = gens["data"]
+        self.pos = 0
+        self.hidden: torch.Tensor | None = None
+        self.valid_pos = 0
+        self.reward_c = cfg.controller.reward_c
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil((self.train.shape[0] - 1) / self.bptt))
+
+    def start_epoch(self) -> None:
+        self.pos = 0
+        self.hidden = None
+
+    def next_train_batch(self):
+        if self.pos >= self.train.shape[0] - 2:  # random lengths ran past the end: wrap around
+            self.pos, self.hidden = 0, None
+        x, y = get_batch(self.train, self.pos, sample_seq_len(self.bptt, self.data_gen, True))
+        self.pos += x.shape[0]
+        return x, y
+
+    def shared_loss(self, model, arch, batch, net: C.NetConfig):
+        x, y = batch
+        hidden = self.hidden if self.hidden is not None else model.init_hidden(self.bs, self.device)
+        o = self.cfg.shared
+        loss, raw, hidden = lm_step(model, x, y, hidden, arch, ar_alpha=o.ar_alpha, tar_beta=o.tar_beta)
+        self.hidden = detach_hidden(hidden)
+        n = torch.tensor(float(y.numel()), device=y.device)
+        # the search loop reports "loss" (mean cross-entropy); accuracy is not meaningful here
+        return loss, torch.zeros((), device=y.device), n
+
+    def next_valid_batch(self):
+        if self.valid_pos >= self.valid.shape[0] - 2:
+            self.valid_pos = 0
+        x, y = get_batch(self.valid, self.valid_pos, self.bptt)
+        self.valid_pos += x.shape[0]
+        return x, y
+
+    def fixed_valid_batches(self, count: int):
+        out, pos = [], 0
+        for _ in range(count):
+            if pos >= self.valid.shape[0] - 2:
+                pos = 0
+            x, y = get_batch(self.valid, pos, self.bptt)
+            pos += x.shape[0]
+            out.append((x, y))
+        return out
+
+    @torch.no_grad()
+    def _nll(self, model, arch, batches) -> torch.Tensor:
+        model.eval()
+        total, count = None, 0
+        for x, y in batches:
+            logits, _, _ = model(x, model.init_hidden(x.shape[1], x.device), arch)
+            s = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum")
+            total = s if total is None else total + s
+            count += y.numel()
+        return total / count
+
+    def reward(self, model, arch, batch) -> torch.Tensor:
+        """``c / ppl`` on one validation batch (the paper's reward, c = 80)."""
+        return self.reward_c / torch.exp(self._nll(model, arch, [batch]))
+
+    def score(self, model, arch, batches) -> torch.Tensor:
+        return self.reward_c / torch.exp(self._nll(model, arch, batches))
+
+    def state_dict(self) -> dict:
+        return {"pos": self.pos, "hidden": self.hidden, "valid_pos": self.valid_pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.pos, self.valid_pos = int(s["pos"]), int(s["valid_pos"])
+        self.hidden = None if s["hidden"] is None else s["hidden"].to(self.device)
+
+
+def make_search_task_and_model(cfg: C.Config, space, device: torch.device, gens: dict):
+    corpus = load_corpus(_source(cfg), vocab_size=cfg.data.vocab_size)
+    log.info("corpus %s: vocabulary %d, %d/%d/%d tokens", _source(cfg), len(corpus.vocab), len(corpus.train),
+             len(corpus.valid), len(corpus.test))
+    task = TextTask(corpus, cfg, device, gens)
+    model = lm_model(cfg.net, space, len(corpus.vocab)).to(device)
+    return task, model
+
+
+def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
+                   stop: Callable[[], bool] = lambda: False) -> dict:
+    """Train a fixed recurrent cell from scratch (``lm.train_lm``) and write the run directory.
+
+    Resuming a language-model final training restarts it from scratch in the same directory (mid-run
+    checkpoints are implemented for the CNN spaces and for every search).
+    """
+    from . import build, spaces
+    from .lm import train_lm
+    from .rundir import MetricsLog, Timer, new_run_dir, read_json, write_json
+    from .train import count_params
+    mod = spaces.get("rnn")
+    if resume:
+        out = Path(out)
+        if (out / "result.json").exists():
+            return read_json(out / "result.json")
+        for f in ("metrics.jsonl",):
+            if (out / f).exists():
+                (out / f).unlink()
+    else:
+        out = new_run_dir(None if out is None else str(out), "train", "rnn")
+        write_json(out / "config.json", C.to_dict(cfg))
+        write_json(out / "arch.json", mod.to_dict(arch))
+    device = build.resolve_device(cfg.run.device)
+    build.seed_everything(cfg.run.seed + 17)
+    corpus = load_corpus(_source(cfg), vocab_size=cfg.data.vocab_size)
+    space = mod.space_of(arch, build.make_space(cfg))
+    model = fixed_lm_model(cfg, arch, space, vocab_size=len(corpus.vocab)).to(device)
+    params = count_params(model)
+    o = cfg.train
+    metrics = MetricsLog(out / "metrics.jsonl")
+    timer = Timer()
+    log.info("training rnn language model (%d parameters) in %s on %s", params, out, device)
+
+    def on_epoch(row: dict) -> None:
+        metrics.write({"kind": "epoch", **{k: v for k, v in row.items()}, "epoch": row["epoch"] - 1,
+                       "time": round(timer(), 3)})
+
+    try:
+        res = train_lm(model, corpus, epochs=o.epochs, batch_size=o.batch_size, bptt=cfg.data.bptt,
+                       lr=o.lr_max, clip=o.grad_clip, weight_decay=o.weight_decay,
+                       lr_decay=o.lr_decay if o.lr_schedule == "exp" else 1.0,
+                       lr_decay_start=o.lr_decay_start, lr_min=o.lr_min if o.lr_schedule == "exp" else 0.0,
+                       asgd=o.asgd, ar_alpha=o.ar_alpha, tar_beta=o.tar_beta, arch=arch,
+                       eval_batch_size=min(o.eval_batch_size, 10), test_batch_size=1, seed=cfg.run.seed,
+                       on_epoch=on_epoch)
+    finally:
+        metrics.close()
+    result = {"space": "rnn", "arch": mod.to_dict(arch), "valid_ppl": res["valid_ppl"], "test_ppl": res["test_ppl"],
+              "test_metric": res["test_ppl"], "metric": "perplexity", "params": params, "epochs": o.epochs,
+              "best_epoch": res["best_epoch"], "wall_time_s": round(timer(), 1), "device": str(device),
+              "dataset": _source(cfg), "vocab_size": len(corpus.vocab)}
+    torch.save(model.state_dict(), out / "model.pt")
+    write_json(out / "result.json", result)
+    log.info("test perplexity %.2f (%d parameters)", res["test_ppl"], params)
+    return result

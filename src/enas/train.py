@@ -1,0 +1,201 @@
+"""Final training: one fixed architecture, trained from scratch, evaluated on the test set.
+
+``train_fixed(cfg, arch, out)`` builds the fixed network of ``cfg.final_net`` for ``arch``, trains it with
+``cfg.train`` (Nesterov SGD, cosine schedule with restarts, gradient clipping, cutout, auxiliary head,
+drop-path ramped over training), checkpoints like the search does, and writes ``model.pt`` (a plain
+``state_dict``), ``arch.json`` and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import build, checkpoint, config as C, spaces
+from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
+                     read_json, write_json)
+from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
+
+log = logging.getLogger("enas")
+CKPT = "checkpoint.pt"
+
+
+def _final_space(cfg: C.Config, arch):
+    """The space an architecture lives in (its size is implied by the architecture itself)."""
+    space_of = getattr(spaces.get(cfg.space), "space_of", None)
+    return build.make_space(cfg) if space_of is None else space_of(arch, build.make_space(cfg))
+
+
+def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: bool = False,
+                stop: Callable[[], bool] = lambda: False) -> dict:
+    mod = spaces.get(cfg.space)
+    if cfg.space == "rnn":
+        from .text_task import train_fixed_lm
+        return train_fixed_lm(cfg, arch, out, resume=resume, stop=stop)
+    state = None
+    existed, top = out is not None and Path(out).exists(), created_top(out)
+    if resume:
+        out = Path(out)
+        if (out / "result.json").exists() and not (out / CKPT).exists():
+            return read_json(out / "result.json")
+        if (out / CKPT).exists() or checkpoint.previous(out / CKPT).exists():
+            state, used, warning = checkpoint.load_latest(out / CKPT)
+            if warning:
+                log.warning(warning)
+            if state.get("kind") != "train":
+                raise checkpoint.CheckpointError(f"{used}: not a training checkpoint")
+            if state.get("done"):
+                return read_json(out / "result.json")
+        else:  # stopped before its first checkpoint: start again, in the same directory
+            log.warning("%s: no checkpoint yet; starting the training from the beginning", out)
+    else:
+        out = new_run_dir(None if out is None else str(out), "train", cfg.space)
+    if state is None:  # arch.json first: config.json marks a directory as a run that --resume continues
+        write_json(out / "arch.json", mod.to_dict(arch))
+        write_json(out / "config.json", C.to_dict(cfg))
+    device = build.resolve_device(cfg.run.device)
+    build.seed_everything(cfg.run.seed + 17)
+    seed = cfg.run.seed
+    gens = {"data": build.make_generator(seed * 1000 + 11), "aug": build.make_generator(seed * 1000 + 12, device)}
+    try:
+        ds, train, valid, test = load_image_splits(cfg, gens["data"], with_valid=cfg.data.valid > 0)
+    except Exception:
+        if not resume:  # bad data: leave no half-made run directory behind
+            discard_new_run_dir(out, existed, top)
+        raise
+    chl = build.flag(cfg.run.channels_last, device)
+    pad = cfg.data.pad if cfg.data.pad >= 0 else ds.image_size // 8
+    o = cfg.train
+    task = ImageTask(train, valid, test, batch_size=o.batch_size, eval_batch_size=o.eval_batch_size, pad=pad,
+                     flip=cfg.data.flip, cutout=o.cutout, device=device, data_gen=gens["data"],
+                     aug_gen=gens["aug"], channels_last=chl, num_classes=ds.num_classes)
+    space = _final_space(cfg, arch)
+    model = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=ds.num_classes,
+                           in_channels=ds.in_channels, arch=arch).to(device)
+    if chl:
+        model = model.to(memory_format=torch.channels_last)
+    params = count_params(model)
+    forward = torch.compile(model) if cfg.run.compile == "on" else model
+    opt = build.sgd(model.parameters(), o, device)
+    autocast = build.autocast_factory(cfg, device)
+    metrics = MetricsLog(out / "metrics.jsonl", truncate_to=state["metrics_size"] if state else 0,
+                         tensorboard_dir=out / "tensorboard")
+    epoch, step, gstep, timer = 0, 0, 0, Timer()
+    sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "count")}
+    nonfinite, nonfinite_total = 0, 0
+    # a skipped step must leave no trace: its forward pass already updated the BatchNorm running statistics
+    bufs = [b for b in model.buffers() if b.is_floating_point()]
+    bufs_before = [b.clone() for b in bufs]
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        task.load_state_dict(state["task"])
+        checkpoint.set_rng_state(state["rng"], gens)
+        epoch, step, gstep = state["epoch"], state["step"], state["global_step"]
+        sums = {k: v.to(device) for k, v in state["sums"].items()}
+        nonfinite, nonfinite_total = state.get("nonfinite_run", 0), state.get("nonfinite_total", 0)
+        timer = Timer(state["elapsed"])
+
+    def save(done: bool = False) -> None:
+        checkpoint.save({"kind": "train", "model": model.state_dict(), "opt": opt.state_dict(),
+                         "task": task.state_dict(), "rng": checkpoint.rng_state(gens), "epoch": epoch,
+                         "step": step, "global_step": gstep, "sums": sums, "metrics_size": metrics.size,
+                         "nonfinite_run": nonfinite, "nonfinite_total": nonfinite_total, "elapsed": timer(),
+                         "done": done}, out / CKPT)
+
+    steps = task.steps_per_epoch
+    total = max(1, o.epochs * steps)
+    pbar = None
+    if cfg.run.progress:
+        from tqdm import tqdm
+        pbar = tqdm(total=total, initial=gstep, desc="train", unit="step", leave=False, dynamic_ncols=True)
+    log.info("training %s (%d parameters) in %s on %s", cfg.space, params, out, device)
+    try:
+        while epoch < o.epochs:
+            if step == 0:
+                task.start_epoch()
+                for g in opt.param_groups:
+                    g["lr"] = build.lr_at(epoch, o)
+            while step < steps:
+                model.train()
+                x, y = task.next_train_batch()
+                p = cfg.final_net.drop_path * min(1.0, gstep / total)
+                if bufs:
+                    torch._foreach_copy_(bufs_before, bufs)
+                with autocast():
+                    logits, aux = forward(x, drop_path_prob=p)
+                    loss = classification_loss(logits, aux, y, cfg.final_net.aux_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                plist = [q for q in model.parameters() if q.grad is not None]
+                norm = torch.nn.utils.clip_grad_norm_(plist, o.grad_clip if o.grad_clip > 0 else float("inf"),
+                                                      foreach=True)
+                if not bool(torch.isfinite(norm) & torch.isfinite(loss.detach())):
+                    nonfinite += 1
+                    nonfinite_total += 1
+                    opt.zero_grad(set_to_none=True)
+                    if bufs:
+                        torch._foreach_copy_(bufs, bufs_before)
+                    log.warning("non-finite loss or gradient at epoch %d step %d: skipped", epoch, step)
+                    if nonfinite >= cfg.run.max_nonfinite:
+                        raise NonFiniteError(f"{nonfinite} consecutive non-finite steps; stopping without saving "
+                                             f"bad weights (last good checkpoint: {out / CKPT}). Try a lower "
+                                             "train.lr_max or train.grad_clip")
+                else:
+                    nonfinite = 0
+                    opt.step()
+                    sums["loss"] += loss.detach().float() * len(y)
+                    sums["correct"] += (logits.detach().argmax(-1) == y).sum()
+                    sums["count"] += len(y)
+                step += 1
+                gstep += 1
+                if pbar is not None:
+                    pbar.update(1)
+                every = cfg.search.checkpoint_every
+                if stop() or (every and gstep % every == 0 and step < steps):
+                    save()
+                    if stop():
+                        raise Stopped(out, "train")
+            n = sums["count"].clamp_min(1)
+            row = {"kind": "epoch", "epoch": epoch, "global_step": gstep, "loss": (sums["loss"] / n).item(),
+                   "acc": (sums["correct"] / n).item(), "lr": opt.param_groups[0]["lr"],
+                   "nonfinite_steps": nonfinite_total}
+            if task.valid is not None:
+                model.eval()
+                row["valid_acc"] = accuracy(model, None, task.eval_batches("valid"), autocast).item()
+            row["time"] = round(timer(), 3)
+            metrics.write(row)
+            log.info("train epoch %d/%d  loss %.3f  acc %.3f%s", epoch + 1, o.epochs, row["loss"], row["acc"],
+                     f"  valid {row['valid_acc']:.3f}" if "valid_acc" in row else "")
+            for v in sums.values():
+                v.zero_()
+            epoch += 1
+            step = 0
+            save()
+            if stop():
+                raise Stopped(out, "train")
+        model.eval()
+        test_acc = accuracy(model, None, task.eval_batches("test"), autocast).item()
+        result = {"space": cfg.space, "arch": mod.to_dict(arch), "test_acc": test_acc, "test_metric": test_acc,
+                  "metric": "accuracy", "params": params, "epochs": o.epochs, "wall_time_s": round(timer(), 1),
+                  "device": str(device), "dataset": ds.name, "num_classes": ds.num_classes,
+                  "in_channels": ds.in_channels, "image_size": ds.image_size}
+        torch.save(model.state_dict(), out / "model.pt.tmp")
+        os.replace(out / "model.pt.tmp", out / "model.pt")
+        write_json(out / "result.json", result)
+        save(done=True)
+        log.info("test accuracy %.4f (%d parameters)", test_acc, params)
+        return result
+    finally:
+        if pbar is not None:
+            pbar.close()
+        metrics.close()
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters of the network used at test time (the auxiliary head is excluded, as is usual)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head"))

@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    env = os.environ.get("ENAS_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data_dir() -> Path:
+    d = shared_data()
+    if not d.is_dir():
+        pytest.skip(f"shared datasets not found at {d} (set ENAS_SHARED_DATA)")
+    return d
