@@ -328,8 +328,8 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
         table = derive(run, run.cfg.search.epoch_derive_samples, run.gens["derive"])
         top = table[0]
         row["derive_best"] = top["score"]
-        if run.best is None or top["score"] >= run.best["score"]:
-            pass
+        # the latest epoch's derive, not the best score so far: scores of different epochs come from different
+        # shared weights and are not comparable
         run.best = {"score": top["score"], "epoch": run.epoch, "arch": top["arch"]}
         write_json(run.out / "best_arch.json", top["arch"])
         with open(run.out / ARCHS, "a") as f:
