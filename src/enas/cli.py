@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--format", choices=("text", "json", "enas", "dot", "svg", "png"), default="text")
     sh.add_argument("--output", "-o", metavar="FILE", help="write the drawing here (dot/svg/png)")
     sub.add_parser("presets", help="list the named configurations")
+    r = sub.add_parser("report", help="write RUN_DIR/report.html, a self-contained HTML report of a run")
+    r.add_argument("run_dir")
+    e = sub.add_parser("export", help="export a trained model (TorchScript, ONNX, state_dict, architecture JSON)")
+    e.add_argument("run_dir", help="a training run directory, or a search run directory (its final/)")
+    e.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/export)")
+    e.add_argument("--format", action="append", metavar="FMT",
+                   help="torchscript, onnx, state_dict, json (repeat or comma-separate; default: all)")
     return ap
 
 
@@ -231,7 +238,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"search": cmd_search, "train": cmd_train, "show": cmd_show, "presets": cmd_presets}
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import cli_report
+    return cli_report(args.run_dir)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import cli_export
+    return cli_export(args.run_dir, args.out, args.format)
+
+
+HANDLERS = {"search": cmd_search, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
+            "report": cmd_report, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
 def _report(e: Exception) -> int:
     from .rundir import RunDirError, Stopped
     known = [RunDirError]
-    names = {"ConfigError", "ArchError", "DataError", "TextDataError", "CheckpointError", "NonFiniteError"}
+    names = {"ConfigError", "ArchError", "DataError", "TextDataError", "CheckpointError", "NonFiniteError",
+             "VizError", "ReportError", "ExportError"}
     if isinstance(e, Stopped):
         print(str(e), file=sys.stderr)
         return EXIT_STOPPED

@@ -160,14 +160,14 @@ PRESETS: dict[str, dict] = {
         "data": {"source": "digits", "valid": 0.15, "pad": 1, "flip": False},
         "space_cfg": {"num_nodes": 4},
         "net": {"channels": 8, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 1.0, "stem_multiplier": 2},
-        "shared": {"epochs": 6, "batch_size": 64, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
-                   "lr_t0": 6, "weight_decay": 1e-4},
+        "shared": {"epochs": 20, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                   "lr_t0": 20, "weight_decay": 1e-4},
         "controller": {**_MICRO_SEARCH_CTRL, "train_steps": 10, "num_aggregate": 5},
         "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
         "final_net": {"channels": 12, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 0.9, "drop_path": 0.0,
                       "stem_multiplier": 2},
-        "train": {"epochs": 8, "batch_size": 64, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
-                  "lr_t0": 8, "weight_decay": 2e-4},
+        "train": {"epochs": 20, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                  "lr_t0": 20, "weight_decay": 2e-4},
     },
     # Smallest settings that exercise every code path; for tests.
     "tiny": {

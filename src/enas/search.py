@@ -442,6 +442,12 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
                         "params": final.get("params")})
     summary["wall_time_s"] = round(run.timer(), 1)
     write_json(out / "result.json", summary)
+    if cfg.run.report:
+        try:
+            from .report import write_report
+            log.info("report: %s", write_report(out))
+        except Exception as e:  # noqa: BLE001 - a report problem must not fail a finished search
+            log.warning("could not write the HTML report: %s", e)
     return summary
 
 

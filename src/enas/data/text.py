@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import torch
@@ -116,6 +117,12 @@ def load_corpus(source: str | Path, *, vocab_size: int | None = None) -> Corpus:
         vocab_size = PYDOC_VOCAB_SIZE if vocab_size is None else vocab_size
     else:
         path = Path(source).expanduser()
+        if str(source) == "ptb" and not path.exists():
+            env = os.environ.get("ENAS_DATA")
+            path = Path(env) / "ptb" if env else path
+            if not path.exists():
+                raise TextDataError("ptb: pass the directory holding ptb.train.txt, ptb.valid.txt and ptb.test.txt "
+                                    "with --data PATH (or set ENAS_DATA to its parent)")
         if not path.exists():
             raise TextDataError(f"{path}: no such file or directory (give a PTB-format directory, a text file, "
                                 f"a directory of .txt files or 'pydoc')")
