@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/export)")
     e.add_argument("--format", action="append", metavar="FMT",
                    help="torchscript, onnx, state_dict, json (repeat or comma-separate; default: all)")
+    rk = sub.add_parser("rank", help="ranking fidelity: supernet scores vs stand-alone training (writes rank.json)")
+    rk.add_argument("run_dir", help="a search run directory (with its checkpoint)")
+    rk.add_argument("--archs", type=int, default=20, help="architectures sampled uniformly (default 20)")
+    rk.add_argument("--epochs", type=int, default=1, help="stand-alone training epochs per architecture (default 1)")
+    rk.add_argument("--bn-recalibrate", type=int, metavar="N",
+                    help="training batches to re-estimate BN statistics per architecture (default: the search's "
+                         "search.bn_recalibrate, or 10 if that is 0)")
+    rk.add_argument("--batches", type=int, default=10, help="validation batches each architecture is scored on")
+    rk.add_argument("--top-k", type=int, default=5, help="k of the top-k overlap (default 5)")
+    rk.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
+    rk.add_argument("overrides", nargs="*", metavar="section.key=value",
+                    help="changes to the stand-alone training protocol (final_net.*, train.*)")
+    cp = sub.add_parser("compare", help="ENAS vs random controller over seeds, same budget and final protocol")
+    cp.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
+    _common(cp)
     return ap
 
 
@@ -140,6 +155,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _print_result(result: dict) -> None:
     from . import spaces
+    from .distributed import from_env
+    if not from_env().is_main:  # under torchrun only rank 0 reports
+        return
     mod = spaces.get(result["space"])
     best = result.get("best_arch") or result.get("arch")
     print("best architecture:" if "best_arch" in result else "architecture:")
@@ -227,8 +245,10 @@ def network_size(cfg, arch, space) -> tuple[int, str]:
     classes, in_ch = (10, 1) if cfg.data.source == "digits" else (10, 3)
     m = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=classes, in_channels=in_ch, arch=arch)
     aux = "" if cfg.final_net.aux_weight == 0 else ", auxiliary head excluded"
+    layers = len(arch.ops) if cfg.space == "macro" else cfg.final_net.num_layers + 2
+    what = "layers" if cfg.space == "macro" else "cells (2 reduction)"
     return count_params(m), (f"{cfg.space} network with {cfg.final_net.channels} channels, "
-                             f"{cfg.final_net.num_layers} layers, {classes} classes, {in_ch} input channels{aux}")
+                             f"{layers} {what}, {classes} classes, {in_ch} input channels{aux}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -243,13 +263,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return cli_report(args.run_dir)
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .evaluate import rank_run
+    from .rundir import Stopper
+    stopper = Stopper().install()
+    try:
+        res = rank_run(args.run_dir, archs=args.archs, epochs=args.epochs, bn_recalibrate=args.bn_recalibrate,
+                       score_batches=args.batches, seed=args.seed, top_k=args.top_k, overrides=args.overrides or [],
+                       stop=stopper)
+    finally:
+        stopper.restore()
+    print(f"Kendall tau {res['kendall_tau']:.3f}  Spearman rho {res['spearman_rho']:.3f}  "
+          f"top-{res['top_k']} overlap {res['top_k_overlap']:.2f}  ({res['archs']} architectures, {res['primary']})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluate import compare_seeds
+    from .rundir import Stopper
+    if args.resume:
+        raise UsageError("enas compare: --resume is not needed; run the same command again (finished runs in --out "
+                         "are reused, interrupted ones resumed)")
+    try:
+        seeds = [int(s) for s in args.seeds.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    if args.seed is not None:
+        raise UsageError("enas compare: use --seeds, not --seed")
+    cfg = _load_cfg(args, "search")
+    out = args.out or f"runs/compare-{cfg.space}"
+    stopper = Stopper().install()
+    try:
+        res = compare_seeds(cfg, seeds, out, stop=stopper)
+    finally:
+        stopper.restore()
+    st = res["stats"]
+    print(f"{res['metric']}: enas {st['enas']['mean']:.4f} ± {st['enas']['std']:.4f}  random "
+          f"{st['random']['mean']:.4f} ± {st['random']['std']:.4f}  Welch p = {res['welch']['p']}")
+    print(f"written: {out}/compare.json, {out}/report.html")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import cli_export
     return cli_export(args.run_dir, args.out, args.format)
 
 
 HANDLERS = {"search": cmd_search, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
-            "report": cmd_report, "export": cmd_export}
+            "report": cmd_report, "export": cmd_export, "rank": cmd_rank, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,6 +103,7 @@ class ControllerConfig:
     skip_weight: float = 0.0
     reward_c: float = 80.0  # language model: reward = c / valid_ppl
     warmup_epochs: int = 0  # epochs of uniform sampling before the controller is used and trained
+    reward_bn_recalibrate: bool = False  # recalibrate BN statistics for each rewarded arch (needs search.bn_recalibrate > 0)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class SearchConfig:
     derive_batches: int = 1  # validation batches each architecture is scored on
     checkpoint_every: int = 100  # shared steps between checkpoints (0 = epoch ends only)
     retrain: bool = True  # train the derived architecture from scratch at the end (enas search)
+    bn_recalibrate: int = 0  # training batches to re-estimate BN statistics per scored arch (0 = batch statistics)
 
 
 @dataclass(frozen=True)
@@ -159,15 +161,15 @@ PRESETS: dict[str, dict] = {
         "space": "micro",
         "data": {"source": "digits", "valid": 0.15, "pad": 1, "flip": False},
         "space_cfg": {"num_nodes": 4},
-        "net": {"channels": 8, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 1.0, "stem_multiplier": 2},
-        "shared": {"epochs": 20, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
-                   "lr_t0": 20, "weight_decay": 1e-4},
+        "net": {"channels": 8, "num_layers": 2, "aux_weight": 0.0, "keep_prob": 1.0, "stem_multiplier": 2},
+        "shared": {"epochs": 25, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.1, "lr_min": 0.001,
+                   "lr_t0": 25, "weight_decay": 1e-4},
         "controller": {**_MICRO_SEARCH_CTRL, "train_steps": 10, "num_aggregate": 5},
         "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
         "final_net": {"channels": 12, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 0.9, "drop_path": 0.0,
                       "stem_multiplier": 2},
-        "train": {"epochs": 20, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
-                  "lr_t0": 20, "weight_decay": 2e-4},
+        "train": {"epochs": 15, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                  "lr_t0": 15, "weight_decay": 2e-4},
     },
     # Smallest settings that exercise every code path; for tests.
     "tiny": {
@@ -503,6 +505,10 @@ def check(cfg: Config) -> list[str]:
         e.append("search: derive_samples and derive_batches must be >= 1, epoch_derive_samples >= 0")
     if s.checkpoint_every < 0:
         e.append("search.checkpoint_every: must be >= 0")
+    if s.bn_recalibrate < 0:
+        e.append(f"search.bn_recalibrate: must be >= 0, got {s.bn_recalibrate}")
+    if c.reward_bn_recalibrate and s.bn_recalibrate == 0:
+        e.append("controller.reward_bn_recalibrate: needs search.bn_recalibrate > 0 (the number of batches)")
     if cfg.space_cfg.num_nodes < 1 or cfg.space_cfg.num_layers < 1:
         e.append("space_cfg: num_nodes and num_layers must be >= 1")
     r = cfg.run
