@@ -48,10 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="search, derive the best architecture, retrain it")
     _common(s)
     s.add_argument("--controller", choices=("enas", "random"), help="policy: ENAS controller or uniform random")
+    s.add_argument("--seeds", metavar="S1,S2,...", help="independent searches, one per seed (with --engine ray)")
+    _engine(s)
+    rt = sub.add_parser("retrain", help="retrain the K best derived architectures of a search in parallel (Ray)")
+    rt.add_argument("run_dir", help="a finished search run directory")
+    rt.add_argument("--top-k", type=int, default=2, help="how many of the best architectures (default 2)")
+    _engine(rt)
     t = sub.add_parser("train", help="train one fixed architecture from scratch")
     t.add_argument("arch", nargs="?", help="architecture: JSON file, run directory, or integer string "
                                            "(optional with --resume)")
     _common(t)
+    t.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs: SyncBatchNorm")
     sh = sub.add_parser("show", help="print an architecture and the size of the network it builds")
     sh.add_argument("arch", help="architecture: JSON file, run directory, or integer string")
     _common(sh, run=False)
@@ -81,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
     _common(cp)
     return ap
+
+
+def _engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("ray",), help="run the trials in parallel on a Ray cluster")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
 
 
 def _load_cfg(args: argparse.Namespace, verb: str):
@@ -136,6 +150,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from . import config as C
     from .rundir import Stopper, read_json
     from .search import search
+    if args.seeds or args.engine:
+        return _search_seeds(args)
     stopper = Stopper().install()
     try:
         if args.resume:
@@ -150,6 +166,45 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         stopper.restore()
     _print_result(result)
+    return 0
+
+
+def _search_seeds(args: argparse.Namespace) -> int:
+    if not (args.seeds and args.engine == "ray"):
+        raise UsageError("enas search: --seeds and --engine ray go together (independent searches on Ray)")
+    if args.resume:
+        raise UsageError("enas search: --seeds cannot be combined with --resume (resume each seed-S directory)")
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds}: expected comma-separated integers, e.g. 0,1,2") from None
+    from . import ray_engine
+    cfg = _load_cfg(args, "search")
+    try:
+        summary = ray_engine.search_seeds(cfg, seeds, args.out, address=args.address, cpus=args.cpus_per_trial,
+                                          gpus=args.gpus_per_trial)
+    finally:
+        ray_engine.shutdown_if_started()
+    for s, r in zip(summary["seeds"], summary["results"]):
+        print(f"seed {s}: derive score {r.get('derive_score')}  {r['run_dir']}")
+    print(f"best seed: {summary['winner_seed']}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    if args.engine != "ray":
+        raise UsageError("enas retrain: pass --engine ray (the trials run on a Ray cluster)")
+    if args.top_k < 1:
+        raise UsageError(f"--top-k: must be >= 1, got {args.top_k}")
+    from . import ray_engine
+    try:
+        s = ray_engine.retrain(args.run_dir, args.top_k, address=args.address, cpus=args.cpus_per_trial,
+                               gpus=args.gpus_per_trial)
+    finally:
+        ray_engine.shutdown_if_started()
+    for r in s["results"]:
+        print(f"arch-{r['rank']}: valid {r.get('valid_acc')}  test {r.get('test_acc')}  {r['run_dir']}")
+    print(f"winner: arch-{s['winner']} (by {s['metric']}): {s['winner_dir']}")
     return 0
 
 
@@ -194,13 +249,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if mod.to_dict(given) != mod.to_dict(arch):
                     raise UsageError(f"enas train: ARCH differs from the architecture of the run in {rd} "
                                      "(omit ARCH to continue that run)")
-            result = train_fixed(cfg, arch, rd, resume=True, stop=stopper)
+            result = train_fixed(cfg, arch, rd, resume=True, stop=stopper, sync_bn=args.sync_bn)
         else:
             if args.arch is None:
                 raise UsageError("enas train: the following arguments are required: arch (see enas train --help)")
             cfg = _load_cfg(args, "train")
             arch, _ = read_arch(args.arch, cfg.space, build.make_space(cfg))
-            result = train_fixed(cfg, arch, args.out, stop=stopper)
+            result = train_fixed(cfg, arch, args.out, stop=stopper, sync_bn=args.sync_bn)
     finally:
         stopper.restore()
     _print_result(result)
@@ -309,7 +364,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return cli_export(args.run_dir, args.out, args.format)
 
 
-HANDLERS = {"search": cmd_search, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
+HANDLERS = {"search": cmd_search, "retrain": cmd_retrain, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
             "report": cmd_report, "export": cmd_export, "rank": cmd_rank, "compare": cmd_compare}
 
 

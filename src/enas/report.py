@@ -538,7 +538,8 @@ def write_report(run_dir: str | Path, extra_sections: Sequence[tuple[str, str]] 
     """Write ``run_dir/report.html`` and return its path. ``extra_sections``: (title, html) pairs appended
     as sections (the html is inserted as is)."""
     run = load_run(run_dir)
-    text = render_report(run, extra_sections)
+    from .evaluate import report_sections  # rank.json / compare.json, when present
+    text = render_report(run, list(report_sections(run.path)) + list(extra_sections))
     out = run.path / REPORT_NAME
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -25,7 +25,8 @@ from typing import Callable
 
 import torch
 
-from . import build, checkpoint, config as C, reinforce, spaces
+from . import bn, build, checkpoint, config as C, reinforce, spaces
+from . import distributed as D
 from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, truncate, write_json)
 from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
@@ -68,6 +69,9 @@ class SearchRun:
     nonfinite_total: int = 0
     best: dict | None = None
     pbar: object = None
+    dist: D.Dist = D.SINGLE  # under torchrun: this rank's place (enas.distributed)
+    stop_agreed: bool = False  # under torchrun: a stop some rank asked for, agreed at the last collective
+    local_stop: Callable[[], bool] | None = None
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -76,7 +80,8 @@ def _zero_sums(device: torch.device) -> dict:
     return {"loss": z(), "correct": z(), "count": z(), "ep_loss": z(), "ep_correct": z(), "ep_count": z()}
 
 
-def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None = None) -> SearchRun:
+def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None = None,
+          dist: D.Dist = D.SINGLE) -> SearchRun:
     device = build.resolve_device(cfg.run.device)
     build.seed_everything(cfg.run.seed)
     space = build.make_space(cfg)
@@ -85,6 +90,8 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
     gens = {"data": build.make_generator(seed * 1000 + 1), "ctrl": build.make_generator(seed * 1000 + 2, device),
             "aug": build.make_generator(seed * 1000 + 3, device), "derive": build.make_generator(seed * 1000 + 4, device)}
     if cfg.space == "rnn":
+        if dist.enabled:
+            raise C.ConfigError("distributed search (torchrun) supports the image spaces (micro, macro) only")
         from .text_task import make_search_task_and_model  # language-model pieces
         task, model = make_search_task_and_model(cfg, space, device, gens)
     else:
@@ -95,8 +102,13 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
                          eval_batch_size=cfg.shared.eval_batch_size, pad=pad, flip=cfg.data.flip,
                          cutout=cfg.shared.cutout, device=device, data_gen=gens["data"], aug_gen=gens["aug"],
                          channels_last=chl, num_classes=ds.num_classes)
+        task.rank, task.world = dist.rank, dist.world  # each rank takes its shard of every global minibatch
         model = build.make_cnn(cfg.space, space, cfg.net, num_classes=ds.num_classes, in_channels=ds.in_channels)
-        build.use_batch_stats(model)
+        model = D.use_global_batch_norm(model, dist)  # batch statistics of the global batch (no-op single)
+        if cfg.search.bn_recalibrate > 0:  # running statistics, re-estimated per scored architecture (enas.bn)
+            bn.keep_running_stats(model)
+        else:
+            build.use_batch_stats(model)
         model = model.to(device)
         if chl:
             model = model.to(memory_format=torch.channels_last)
@@ -116,7 +128,7 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
     run = SearchRun(cfg=cfg, out=out, space=space, mod=mod, device=device, model=model, controller=controller,
                     uniform=uniform, opt=opt, ctrl_opt=ctrl_opt, task=task, gens=gens,
                     autocast=build.autocast_factory(cfg, device), metrics=metrics, stop=stop, timer=Timer(),
-                    baseline=torch.zeros((), device=device), sums=_zero_sums(device))
+                    baseline=torch.zeros((), device=device), sums=_zero_sums(device), dist=dist)
     if state is not None:
         restore(run, state)
     return run
@@ -158,6 +170,8 @@ def restore(run: SearchRun, s: dict) -> None:
 
 
 def save(run: SearchRun) -> None:
+    if not run.dist.is_main:  # under torchrun only rank 0 writes
+        return
     checkpoint.save(state_dict(run), run.out / CKPT)
 
 
@@ -175,6 +189,8 @@ def start_epoch(run: SearchRun) -> None:
     run.task.start_epoch()
     with torch.no_grad():
         run.epoch_actions = _policy(run)(steps, generator=run.gens["ctrl"]).actions.cpu()
+    # every rank samples (keeping gens["ctrl"] in step); rank 0's architectures are the ones all ranks run
+    D.broadcast(run.dist, run.epoch_actions)
     run.epoch_archs = decode(run, run.epoch_actions)
     lr = build.lr_at(run.epoch, run.cfg.shared)
     for g in run.opt.param_groups:
@@ -189,7 +205,10 @@ def shared_step(run: SearchRun, arch) -> None:
         loss, correct, count = run.task.shared_loss(run.model, arch, batch, run.cfg.net) \
             if hasattr(run.task, "shared_loss") else _image_loss(run, arch, batch)
     run.opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if run.dist.enabled:
+        loss, correct, count = _backward_global(run, loss, correct, count)
+    else:
+        loss.backward()
     params = [p for p in run.model.parameters() if p.grad is not None]
     if o.grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
@@ -216,6 +235,23 @@ def shared_step(run: SearchRun, arch) -> None:
     s["ep_loss"] += ld * count
     s["ep_correct"] += correct
     s["ep_count"] += count
+
+
+def _backward_global(run: SearchRun, loss, correct, count):
+    """Under torchrun: the gradient of the global batch's mean loss, the same on every rank.
+
+    The local loss is weighted by the shard's share of the global batch (times the world size, since the
+    gradients are averaged), so that the sum over ranks is the single-process loss; loss, correct and count
+    travel in the same all-reduce as the gradients, with this rank's stop request.
+    """
+    d = run.dist
+    (loss * (count * d.world / run.task.global_count)).backward()
+    params = [p for p in run.model.parameters() if p.grad is not None]
+    extras = torch.stack([loss.detach().float() * count, correct.float(), count.float(),
+                          torch.tensor(float(run.local_stop()), device=count.device)])
+    tot = D.reduce_grads(d, params, extras)
+    run.stop_agreed = run.stop_agreed or bool(tot[3] > 0)
+    return tot[0] / tot[2], tot[1], tot[2]
 
 
 def _image_loss(run: SearchRun, arch, batch):
@@ -255,7 +291,27 @@ def _log_interval(run: SearchRun) -> None:
 def reward_of(run: SearchRun, arch, batch) -> torch.Tensor:
     if hasattr(run.task, "reward"):
         return run.task.reward(run.model, arch, batch)
+    if bn.uses_running_stats(run.model):
+        if run.cfg.controller.reward_bn_recalibrate:
+            recalibrate_for(run, arch, calibration_batches(run, run.cfg.search.bn_recalibrate))
+        else:  # the reference's batch statistics: the running ones are stale for this architecture
+            with bn.batch_stats(run.model):
+                return accuracy(run.model, arch, [batch], run.autocast)
     return accuracy(run.model, arch, [batch], run.autocast)
+
+
+def calibration_batches(run: SearchRun, count: int) -> list:
+    """``count`` fixed un-augmented training batches for BN recalibration (no data-order state is consumed)."""
+    t = run.task
+    return bn.calibration_inputs(t.train.x, count, t.batch_size, t._prep, seed=run.cfg.run.seed)
+
+
+def recalibrate_for(run: SearchRun, arch, batches: list) -> None:
+    """Re-estimate the supernet's BN statistics for ``arch`` (enas.bn.recalibrate); leaves it in eval mode."""
+    def forward(x):
+        with run.autocast():
+            run.model(x, arch)
+    bn.recalibrate(run.model, forward, batches)
 
 
 def train_controller(run: SearchRun) -> dict:
@@ -269,12 +325,23 @@ def train_controller(run: SearchRun) -> dict:
         sample = run.controller(c.num_aggregate, generator=run.gens["ctrl"])
         archs = decode(run, sample.actions)
         with torch.no_grad():
-            acc = torch.stack([reward_of(run, a, run.task.next_valid_batch()) for a in archs])
+            if run.dist.enabled:  # each rank scores its shard of each validation minibatch; counts are summed
+                batches = [run.task.next_valid_batch() for _ in archs]
+                n = torch.tensor([float(len(b[1])) for b in batches], device=run.device)
+                acc = torch.stack([reward_of(run, a, b) for a, b in zip(archs, batches)])
+                acc = D.all_sum(run.dist, torch.cat([acc * n, n]))
+                acc = acc[:len(archs)] / acc[len(archs):]
+            else:
+                acc = torch.stack([reward_of(run, a, run.task.next_valid_batch()) for a in archs])
         rewards = acc + c.entropy_weight * sample.entropy.detach()
         baselines, run.baseline = reinforce.ema_baselines(rewards, run.baseline, c.baseline_decay)
         loss = reinforce.policy_loss(sample.log_prob, rewards, baselines, sample.skip_kl, c.skip_weight)
         run.ctrl_opt.zero_grad(set_to_none=True)
         loss.backward()
+        if run.dist.enabled:  # identical already (same rewards, same samples); averaged against float drift
+            cps = [p for p in run.controller.parameters() if p.grad is not None]
+            st = D.reduce_grads(run.dist, cps, torch.tensor([float(run.local_stop())], device=run.device))
+            run.stop_agreed = run.stop_agreed or bool(st[0] > 0)
         run.ctrl_opt.step()
         stats["reward"].append(acc.mean().detach())
         stats["entropy"].append(sample.entropy.mean().detach())
@@ -291,17 +358,25 @@ def derive(run: SearchRun, n: int, generator: torch.Generator) -> list[dict]:
     batches = run.task.fixed_valid_batches(run.cfg.search.derive_batches)
     actions = _policy(run)(n, generator=generator).actions
     archs = decode(run, actions)
-    scores = torch.stack([_score(run, a, batches) for a in archs]).tolist()
+    n = run.cfg.search.bn_recalibrate
+    calib = calibration_batches(run, n) if n > 0 and not hasattr(run.task, "score") else None
+    scores = torch.stack([_score(run, a, batches, calib) for a in archs]).tolist()
     table = [{"score": s, "actions": a, "arch": run.mod.to_dict(arch)}
              for s, a, arch in zip(scores, actions.tolist(), archs)]
     table.sort(key=lambda r: -r["score"])
     return table
 
 
-def _score(run: SearchRun, arch, batches) -> torch.Tensor:
+def _score(run: SearchRun, arch, batches, calib: list | None = None) -> torch.Tensor:
+    """``arch``'s score on ``batches``; with ``calib`` (training batches) its BN statistics are re-estimated
+    first, otherwise the batch statistics are used."""
     if hasattr(run.task, "score"):
         return run.task.score(run.model, arch, batches)
-    return accuracy(run.model, arch, batches, run.autocast)
+    if calib and bn.has_bn(run.model):
+        recalibrate_for(run, arch, calib)
+        return accuracy(run.model, arch, batches, run.autocast)
+    with bn.batch_stats(run.model):
+        return accuracy(run.model, arch, batches, run.autocast)
 
 
 def op_frequencies(run: SearchRun, actions: torch.Tensor) -> dict:
@@ -324,6 +399,11 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
         del row["acc"]
     row.update({f"ctrl_{k}": v for k, v in ctrl.items()})
     row["op_freq"] = op_frequencies(run, run.epoch_actions)
+    from .evaluate import collapse_warning
+    alarm = collapse_warning(row["op_freq"])
+    if alarm:
+        row["collapse_warning"] = alarm
+        log.warning("epoch %d: %s", run.epoch + 1, alarm)
     if run.cfg.search.epoch_derive_samples > 0:
         table = derive(run, run.cfg.search.epoch_derive_samples, run.gens["derive"])
         top = table[0]
@@ -391,6 +471,9 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
     state = None
     fresh = resume is None
     existed, top = out is not None and Path(out).exists(), created_top(out)
+    dist = D.from_env()
+    if dist.enabled:  # under torchrun: join the process group first (every rank), on the saved device if resuming
+        dist, dev = D.init((C.from_dict(read_json(Path(resume) / "config.json")) if resume else cfg).run.device)
     if resume is not None:
         out = Path(resume)
         saved = C.from_dict(read_json(out / "config.json"))
@@ -403,15 +486,40 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
                 raise checkpoint.CheckpointError(f"{used}: not a search checkpoint")
         else:  # stopped before its first checkpoint: start again, in the same directory
             log.warning("%s: no checkpoint yet; starting the search from the beginning", out)
-    else:
+    elif not dist.enabled:
         out = new_run_dir(None if out is None else str(out), "search", cfg.space)
         write_json(out / "config.json", C.to_dict(cfg))
+    else:
+        out = D.main_makes_run_dir(dist, lambda: new_run_dir(None if out is None else str(out), "search", cfg.space),
+                                   lambda o: write_json(o / "config.json", C.to_dict(cfg)))
+    real_out, scratch = out, None
+    if dist.enabled:
+        cfg = C.replace(cfg, run=C.replace(cfg.run, device=dev, progress=cfg.run.progress and dist.is_main))
+        if not dist.is_main:  # the other ranks write nothing to the run directory: their files go to a scratch one
+            import tempfile
+            out = scratch = Path(tempfile.mkdtemp(prefix=f"enas-rank{dist.rank}-"))
+            logging.getLogger("enas").setLevel(logging.WARNING)
     try:
-        run = setup(cfg, out, stop, state)
+        run = setup(cfg, out, stop, state, dist=dist)
     except Exception:
-        if fresh:  # bad data or settings found while building: leave no half-made run directory behind
+        if fresh and dist.is_main:  # bad data or settings found while building: leave no half-made run directory
             discard_new_run_dir(out, existed, top)
+        D.cleanup(dist, scratch, barrier=False)
         raise
+    if dist.enabled:
+        run.local_stop, run.stop = run.stop, (lambda: run.stop_agreed)
+        stop = run.stop
+    try:
+        summary = _search_body(cfg, out, real_out, run, state, stop)
+    except BaseException:
+        D.cleanup(dist, scratch, barrier=False)
+        raise
+    D.cleanup(dist, scratch)
+    return summary
+
+
+def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state: dict | None,
+                 stop: Callable[[], bool]) -> dict:
     log.info("search run directory: %s (%s, device %s)", out, cfg.space, run.device)
     try:
         if state is None or state.get("phase") != "done":
@@ -426,7 +534,7 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
                    "search_time_s": round(run.timer(), 1), "epochs": cfg.shared.epochs,
                    "nonfinite_steps": run.nonfinite_total}
     except Stopped:
-        raise Stopped(out, "search") from None
+        raise Stopped(real_out, "search") from None
     finally:
         run.metrics.close()
     if cfg.search.retrain and cfg.train.epochs > 0:
@@ -435,14 +543,14 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
         final_dir = out / "final"
         try:
             final = train_fixed(cfg, arch, final_dir, resume=final_dir.is_dir() and any(final_dir.iterdir()),
-                                stop=stop)
+                                stop=run.local_stop or stop, dist=run.dist)
         except Stopped:
-            raise Stopped(out, "search") from None
+            raise Stopped(real_out, "search") from None
         summary.update({"final": final, "test_metric": final.get("test_metric"), "test_acc": final.get("test_acc"),
                         "params": final.get("params")})
     summary["wall_time_s"] = round(run.timer(), 1)
     write_json(out / "result.json", summary)
-    if cfg.run.report:
+    if cfg.run.report and run.dist.is_main:
         try:
             from .report import write_report
             log.info("report: %s", write_report(out))

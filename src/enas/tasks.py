@@ -55,6 +55,17 @@ class ImageTask:
         self.pos = 0
         self.valid_perm = torch.zeros(0, dtype=torch.long)
         self.valid_pos = 0
+        # under torchrun: this rank's share of every global minibatch (the layout of enas.distributed.Dist)
+        self.rank, self.world = 0, 1
+        self.global_count = 0  # size of the last global training batch
+
+    def _shard(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return t
+        n = len(t)
+        q, r = divmod(n, self.world)
+        lo = self.rank * q + min(self.rank, r)
+        return t[lo:lo + q + (1 if self.rank < r else 0)]
 
     # -------------------------------------------------------------------------------- training batches
     @property
@@ -76,6 +87,9 @@ class ImageTask:
         self.pos += 1
         x = A.to_float(self.train.x[idx], self.mean, self.std)
         x = A.augment(x, self.aug_gen, pad=self.pad, flip=self.flip, cutout_size=self.cutout)
+        self.global_count = len(idx)
+        if self.world > 1:  # every rank augments the whole global batch (same random draws), then keeps its shard
+            x, idx = self._shard(x), self._shard(idx)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.train.y[idx]
@@ -91,6 +105,7 @@ class ImageTask:
             self.valid_pos = 0
         idx = self.valid_perm[self.valid_pos:self.valid_pos + bs].to(self.device)
         self.valid_pos += bs
+        idx = self._shard(idx)
         return self._prep(v.x[idx]), v.y[idx]
 
     def fixed_valid_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from . import build, checkpoint, config as C, spaces
+from . import distributed as D
 from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, write_json)
 from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
@@ -31,8 +32,27 @@ def _final_space(cfg: C.Config, arch):
 
 
 def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: bool = False,
-                stop: Callable[[], bool] = lambda: False) -> dict:
+                stop: Callable[[], bool] = lambda: False, dist: D.Dist | None = None, sync_bn: bool = False) -> dict:
+    """Train ``arch`` from scratch. Under torchrun (several processes) this is plain data-parallel training
+    (DDP; each rank takes its shard of every global minibatch; only rank 0 writes); ``dist`` is passed by a
+    caller that already joined the process group, and ``sync_bn`` (GPUs only) uses SyncBatchNorm."""
+    if dist is None and D.from_env().enabled:  # launched by torchrun: this call owns the process group
+        d, _ = D.init(cfg.run.device)
+        try:
+            result = _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=d, sync_bn=sync_bn)
+        except BaseException:
+            D.teardown(d, barrier=False)
+            raise
+        D.teardown(d)  # the DDP wrapper is gone with _train_fixed's frame
+        return result
+    return _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=dist or D.SINGLE, sync_bn=sync_bn)
+
+
+def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, stop: Callable[[], bool],
+                 dist: D.Dist, sync_bn: bool) -> dict:
     mod = spaces.get(cfg.space)
+    if cfg.space == "rnn" and dist.enabled:
+        raise C.ConfigError("distributed training (torchrun) supports the image spaces (micro, macro) only")
     if cfg.space == "rnn":
         from .text_task import train_fixed_lm
         return train_fixed_lm(cfg, arch, out, resume=resume, stop=stop)
@@ -52,8 +72,21 @@ def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: b
                 return read_json(out / "result.json")
         else:  # stopped before its first checkpoint: start again, in the same directory
             log.warning("%s: no checkpoint yet; starting the training from the beginning", out)
-    else:
+    elif not dist.enabled:
         out = new_run_dir(None if out is None else str(out), "train", cfg.space)
+    else:
+        out = D.main_makes_run_dir(dist, lambda: new_run_dir(None if out is None else str(out), "train", cfg.space),
+                                   lambda o: None)
+    real_out, scratch = out, None
+    if dist.enabled:
+        cfg = C.replace(cfg, run=C.replace(cfg.run, device=D.device_for(dist, cfg.run.device),
+                                           progress=cfg.run.progress and dist.is_main))
+        if not dist.is_main:  # only rank 0 writes to the run directory; the others to a scratch one
+            import tempfile
+            out = scratch = Path(tempfile.mkdtemp(prefix=f"enas-rank{dist.rank}-"))
+            existed, top = False, None
+        local_stop = stop
+        stop = lambda: D.any_true(dist, local_stop(), torch.device("cpu"))  # noqa: E731 - every rank agrees
     if state is None:  # arch.json first: config.json marks a directory as a run that --resume continues
         write_json(out / "arch.json", mod.to_dict(arch))
         write_json(out / "config.json", C.to_dict(cfg))
@@ -73,13 +106,23 @@ def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: b
     task = ImageTask(train, valid, test, batch_size=o.batch_size, eval_batch_size=o.eval_batch_size, pad=pad,
                      flip=cfg.data.flip, cutout=o.cutout, device=device, data_gen=gens["data"],
                      aug_gen=gens["aug"], channels_last=chl, num_classes=ds.num_classes)
+    task.rank, task.world = dist.rank, dist.world
     space = _final_space(cfg, arch)
     model = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=ds.num_classes,
                            in_channels=ds.in_channels, arch=arch).to(device)
     if chl:
         model = model.to(memory_format=torch.channels_last)
     params = count_params(model)
-    forward = torch.compile(model) if cfg.run.compile == "on" else model
+    if dist.enabled and sync_bn:
+        if device.type != "cuda":
+            raise C.ConfigError("SyncBatchNorm runs on GPUs only (NCCL); drop --sync-bn on CPU")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    forward = model
+    if dist.enabled:  # plain DDP; unused parameters allowed (some fixed networks hold weights a step may not use:
+        # without it DDP skips the first gradient sync silently and fails on the second step)
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    forward = torch.compile(forward) if cfg.run.compile == "on" else forward
     opt = build.sgd(model.parameters(), o, device)
     autocast = build.autocast_factory(cfg, device)
     metrics = MetricsLog(out / "metrics.jsonl", truncate_to=state["metrics_size"] if state else 0,
@@ -101,6 +144,8 @@ def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: b
         timer = Timer(state["elapsed"])
 
     def save(done: bool = False) -> None:
+        if not dist.is_main:
+            return
         checkpoint.save({"kind": "train", "model": model.state_dict(), "opt": opt.state_dict(),
                          "task": task.state_dict(), "rng": checkpoint.rng_state(gens), "epoch": epoch,
                          "step": step, "global_step": gstep, "sums": sums, "metrics_size": metrics.size,
@@ -194,6 +239,10 @@ def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: b
         if pbar is not None:
             pbar.close()
         metrics.close()
+        forward = None  # drop the DDP wrapper before the process group goes  # noqa: F841
+        if scratch is not None:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def count_params(model: torch.nn.Module) -> int:
