@@ -521,6 +521,9 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
 def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state: dict | None,
                  stop: Callable[[], bool]) -> dict:
     log.info("search run directory: %s (%s, device %s)", out, cfg.space, run.device)
+    if state is not None and state.get("phase") == "done" and (out / "result.json").exists():
+        run.metrics.close()  # a finished run: resuming it changes nothing
+        return read_json(out / "result.json")
     try:
         if state is None or state.get("phase") != "done":
             run_epochs(run)
