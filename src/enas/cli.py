@@ -217,7 +217,8 @@ def _print_result(result: dict) -> None:
     best = result.get("best_arch") or result.get("arch")
     print("best architecture:" if "best_arch" in result else "architecture:")
     try:
-        space = mod.infer_space(best, None if result["space"] != "micro" else mod.MicroSpace())
+        default = {"micro": "MicroSpace", "macro": "MacroSpace", "rnn": "RNNSpace"}[result["space"]]
+        space = mod.infer_space(best, getattr(mod, default)())
         print(mod.describe(mod.from_dict(best, space)))
     except Exception:  # noqa: BLE001 - printing is best effort; the JSON is in the run directory
         print(json.dumps(best))
