@@ -79,6 +79,8 @@ def make_controller(cfg: Config, space, device: torch.device) -> nn.Module:
 
 
 def resolve_device(name: str) -> torch.device:
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed shapes per architecture: let cuDNN pick its kernels
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -69,6 +69,7 @@ class SearchRun:
     nonfinite_total: int = 0
     best: dict | None = None
     pbar: object = None
+    params: list | None = None  # the supernet's parameters, listed once
     dist: D.Dist = D.SINGLE  # under torchrun: this rank's place (enas.distributed)
     stop_agreed: bool = False  # under torchrun: a stop some rank asked for, agreed at the last collective
     local_stop: Callable[[], bool] | None = None
@@ -199,7 +200,8 @@ def start_epoch(run: SearchRun) -> None:
 
 def shared_step(run: SearchRun, arch) -> None:
     o = run.cfg.shared
-    run.model.train()
+    if not run.model.training:  # model.train() walks every module: only when the mode changes
+        run.model.train()
     batch = run.task.next_train_batch()
     with run.autocast():
         loss, correct, count = run.task.shared_loss(run.model, arch, batch, run.cfg.net) \
@@ -209,7 +211,9 @@ def shared_step(run: SearchRun, arch) -> None:
         loss, correct, count = _backward_global(run, loss, correct, count)
     else:
         loss.backward()
-    params = [p for p in run.model.parameters() if p.grad is not None]
+    if run.params is None:
+        run.params = list(run.model.parameters())
+    params = [p for p in run.params if p.grad is not None]
     if o.grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
     else:
@@ -246,7 +250,9 @@ def _backward_global(run: SearchRun, loss, correct, count):
     """
     d = run.dist
     (loss * (count * d.world / run.task.global_count)).backward()
-    params = [p for p in run.model.parameters() if p.grad is not None]
+    if run.params is None:
+        run.params = list(run.model.parameters())
+    params = [p for p in run.params if p.grad is not None]
     extras = torch.stack([loss.detach().float() * count, correct.float(), count.float(),
                           torch.tensor(float(run.local_stop()), device=count.device)])
     tot = D.reduce_grads(d, params, extras)
@@ -258,7 +264,7 @@ def _image_loss(run: SearchRun, arch, batch):
     x, y = batch
     logits, aux = run.model(x, arch)
     loss = classification_loss(logits, aux, y, run.cfg.net.aux_weight)
-    return loss, (logits.detach().argmax(-1) == y).sum().float(), torch.tensor(float(len(y)), device=y.device)
+    return loss, (logits.detach().argmax(-1) == y).sum().float(), torch.full((), float(len(y)), device=y.device)
 
 
 def train_shared(run: SearchRun) -> None:

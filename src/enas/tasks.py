@@ -73,7 +73,7 @@ class ImageTask:
         return max(1, len(self.train.y) // self.batch_size)  # drop the last partial batch
 
     def start_epoch(self) -> None:
-        self.perm = torch.randperm(len(self.train.y), generator=self.data_gen)
+        self.perm = torch.randperm(len(self.train.y), generator=self.data_gen).to(self.device)  # one copy per epoch
         self.pos = 0
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,7 @@ class ImageTask:
         n = len(v.y)
         bs = min(self.batch_size, n)
         if self.valid_pos + bs > len(self.valid_perm):
-            self.valid_perm = torch.randperm(n, generator=self.data_gen)
+            self.valid_perm = torch.randperm(n, generator=self.data_gen).to(self.device)
             self.valid_pos = 0
         idx = self.valid_perm[self.valid_pos:self.valid_pos + bs].to(self.device)
         self.valid_pos += bs
@@ -130,8 +130,8 @@ class ImageTask:
         return {"perm": self.perm, "pos": self.pos, "valid_perm": self.valid_perm, "valid_pos": self.valid_pos}
 
     def load_state_dict(self, s: dict) -> None:
-        self.perm, self.pos = s["perm"], int(s["pos"])
-        self.valid_perm, self.valid_pos = s["valid_perm"], int(s["valid_pos"])
+        self.perm, self.pos = s["perm"].to(self.device), int(s["pos"])
+        self.valid_perm, self.valid_pos = s["valid_perm"].to(self.device), int(s["valid_pos"])
 
 
 def classification_loss(logits: torch.Tensor, aux: torch.Tensor | None, y: torch.Tensor,

@@ -1,0 +1,196 @@
+"""One epoch of the paper's micro search (``micro-search``: 20 channels, 6 + 2 cells, batch 160, 45,000
+training and 5,000 validation images of 32x32) on random CIFAR-10-shaped uint8 data, and the projected time
+of the full 150-epoch search.
+
+The run is built by the real ``enas.search.setup`` (data and augmentation on the device) and driven by the
+real phase functions:
+
+* ``start_epoch``: the epoch's architectures sampled in one batched controller call;
+* shared phase: ``search.shared_step`` per step (or ``--step proposed``: the sync-free step of
+  ``bench/fast_step.py``), with the loop's interval logging; on CPU only ``--steps`` steps are run (default
+  12) and the phase is extrapolated to ``steps_per_epoch`` (281); on CUDA the whole phase runs unless it
+  passes ``--budget-s``;
+* controller phase: ``search.train_controller`` (30 updates of 10 sampled architectures, each rewarded by a
+  validation forward); on CPU ``--ctrl-steps`` of them (default 2), extrapolated to 30;
+* the per-epoch derive of ``search.epoch_derive_samples`` (10) architectures (``--derive-n`` of them on
+  CPU, extrapolated), and the checkpoints (``search.save``; 2 at the phase ends plus one every 100 steps).
+
+    python bench/epoch.py                                   # CPU, extrapolated
+    python bench/epoch.py --device cuda --bf16 on --channels-last on
+    python bench/epoch.py --device cuda --matrix            # the four bf16 x channels_last combinations
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import common as B
+
+PAPER_EPOCHS = 150
+
+
+def one(args, *, bf16: str, channels_last: str, step: str = "current", cudnn_benchmark: str = "off") -> dict:
+    import torch
+    from enas import config as C, search
+    dev = args.device
+    cuda = dev.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = cudnn_benchmark == "on"
+    cfg = B.load_cfg("micro-search", [f"run.device={dev}", f"run.bf16={bf16}",
+                                      f"run.channels_last={channels_last}"])
+    t0 = time.perf_counter()
+    run = B.make_run(cfg, n_train=45_000, n_valid=5_000)
+    t_setup = time.perf_counter() - t0
+    steps = run.task.steps_per_epoch
+    fast = None
+    if step == "proposed":
+        from fast_step import FastStep
+        fast = FastStep(run)
+
+    def do_step(arch):
+        if fast is not None:
+            fast.step(arch)
+        else:
+            search.shared_step(run, arch)
+
+    # warm-up: a few steps on the epoch's first architectures (allocator, cuDNN, momentum buffers)
+    search.start_epoch(run)
+    for k in range(args.warmup):
+        do_step(run.epoch_archs[k])
+    B.sync(dev)
+
+    # ---- shared phase
+    t_start = B.timed(lambda: search.start_epoch(run), dev)
+    if fast is not None:
+        for g in fast.opt.param_groups:
+            g["lr"] = run.opt.param_groups[0]["lr"]
+    want = steps if (cuda and args.steps == 0) else min(args.steps or 10, steps)
+    run.step = 0
+    B.sync(dev)
+    t = time.perf_counter()
+    done = 0
+    while done < want:
+        do_step(run.epoch_archs[run.step])
+        run.step += 1
+        run.global_step += 1
+        done += 1
+        if run.global_step % run.cfg.run.log_every == 0:
+            search._log_interval(run)
+        if args.budget_s and time.perf_counter() - t > args.budget_s:
+            break
+    B.sync(dev)
+    t_shared_run = time.perf_counter() - t
+    t_step = t_shared_run / done
+    # data pipeline alone (index, to float, pad-crop, flip on the device), for reference
+    t_batch = B.median(B.timed(run.task.next_train_batch, dev) for _ in range(10))
+
+    # ---- controller phase
+    c = cfg.controller
+    k_ctrl = c.train_steps if (cuda and args.ctrl_steps == 0) else min(args.ctrl_steps or 2, c.train_steps)
+    run.cfg = C.replace(cfg, controller=C.replace(c, train_steps=k_ctrl))
+    t_ctrl = B.timed(lambda: search.train_controller(run), dev) / k_ctrl
+    run.cfg = cfg
+
+    # ---- per-epoch derive and checkpoints
+    n_der = cfg.search.epoch_derive_samples
+    k_der = n_der if (cuda and args.derive_n == 0) else min(args.derive_n or 2, n_der)
+    t_derive = B.timed(lambda: search.derive(run, k_der, run.gens["derive"]), dev) * n_der / max(k_der, 1)
+    t_save = B.timed(lambda: search.save(run), dev)
+    every = cfg.search.checkpoint_every
+    saves = 2 + (len(range(every, steps, every)) if every else 0)
+
+    shared = steps * t_step
+    ctrl = c.train_steps * t_ctrl
+    epoch = t_start + shared + ctrl + t_derive + saves * t_save
+    final_derive = t_derive / n_der * cfg.search.derive_samples
+    total_h = (PAPER_EPOCHS * epoch + final_derive) / 3600
+    return {
+        "bf16": bf16, "channels_last": channels_last, "step": step, "device": dev,
+        "cudnn_benchmark": cudnn_benchmark if cuda else "n/a",
+        "batch": cfg.shared.batch_size, "steps_per_epoch": steps, "steps_measured": done,
+        "ctrl_steps_measured": k_ctrl, "derive_measured": k_der, "extrapolated": done < steps or k_ctrl < c.train_steps,
+        "t_setup": t_setup, "t_start_epoch": t_start, "t_step": t_step, "t_batch": t_batch,
+        "t_ctrl_step": t_ctrl, "t_derive_epoch": t_derive, "t_save": t_save, "saves": saves,
+        "shared_s": shared, "ctrl_s": ctrl, "epoch_s": epoch, "images_per_s": cfg.shared.batch_size / t_step,
+        "projected_hours_150": total_h,
+    }
+
+
+def variants(args) -> list[tuple[str, str, str, str]]:
+    """(step, bf16, channels_last, cudnn_benchmark) for each run."""
+    if args.variants:
+        out = []
+        for v in args.variants.split(","):
+            parts = v.split(":") + ["off"] * 4
+            out.append(tuple(parts[:4]))
+        return out
+    combos = [("on", "on"), ("on", "off"), ("off", "on"), ("off", "off")] if args.matrix else \
+        [(args.bf16, args.channels_last)]
+    steps = ["current", "proposed"] if args.step == "both" else [args.step]
+    return [(s, bf, cl, args.cudnn_benchmark) for s in steps for bf, cl in combos
+            if not (s == "proposed" and args.matrix and (bf, cl) != combos[0])]
+
+
+def run(args) -> dict:
+    B.setup_threads(args.threads)
+    res = {"machine": B.machine_info(args.device), "device": args.device, "rows": []}
+    t0 = time.perf_counter()
+    for s, bf, cl, cb in variants(args):
+        if args.total_budget_s and time.perf_counter() - t0 > args.total_budget_s:
+            print(f"# epoch bench: time budget spent, skipping step={s} bf16={bf} channels_last={cl}",
+                  file=sys.stderr)
+            continue
+        res["rows"].append(one(args, bf16=bf, channels_last=cl, step=s, cudnn_benchmark=cb))
+        x = res["rows"][-1]
+        print(f"# epoch bench: step={s} bf16={bf} channels_last={cl} cudnn.benchmark={cb}: "
+              f"{B.fmt_s(x['t_step'])}/step, {x['projected_hours_150']:.2f} h projected", file=sys.stderr, flush=True)
+        B.emit(res, args.out)  # after every variant, so a run cut short keeps what it measured
+    return res
+
+
+def table(r: dict) -> str:
+    out = ["| step | bf16 | channels_last | cudnn.benchmark | shared step | images/s | data+aug per batch | controller update "
+           "(10 rewards) | epoch | 150 epochs (projected) | measured |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        meas = (f"{x['steps_measured']}/{x['steps_per_epoch']} steps, {x['ctrl_steps_measured']}/30 updates, "
+                f"{x['derive_measured']}/10 derive")
+        out.append(f"| {x['step']} | {x['bf16']} | {x['channels_last']} | {x['cudnn_benchmark']} | {B.fmt_s(x['t_step'])} "
+                   f"| {x['images_per_s']:.0f} | {B.fmt_s(x['t_batch'])} | {B.fmt_s(x['t_ctrl_step'])} "
+                   f"| {x['epoch_s'] / 60:.1f} min | {x['projected_hours_150']:.2f} h | {meas} |")
+    return "\n".join(out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    B.common_args(p)
+    p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--matrix", action="store_true", help="the four bf16 x channels_last combinations")
+    p.add_argument("--step", default="current", choices=("current", "proposed", "both"))
+    p.add_argument("--steps", type=int, default=0, help="shared steps to run (0: all on CUDA, 10 on CPU)")
+    p.add_argument("--ctrl-steps", type=int, default=0, help="controller updates (0: all on CUDA, 2 on CPU)")
+    p.add_argument("--derive-n", type=int, default=0, help="per-epoch derive samples (0: all on CUDA, 2 on CPU)")
+    p.add_argument("--budget-s", type=float, default=0.0, help="stop the shared phase after this many seconds "
+                                                             "and extrapolate (0: no limit)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed shared steps first")
+    p.add_argument("--cudnn-benchmark", default="off", choices=("on", "off"))
+    p.add_argument("--variants", default="", help="comma list of step:bf16:channels_last[:cudnn_benchmark], "
+                                                 "e.g. current:on:on,proposed:on:on:on (overrides the flags above)")
+    p.add_argument("--total-budget-s", type=float, default=0.0, help="start no new variant after this many "
+                                                                   "seconds")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    res = run(args)
+    print(table(res))
+    B.emit(res, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

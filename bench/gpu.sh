@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Speed benchmarks on one CUDA GPU (written for an H100/H200), about 7 minutes at most; prints a short
+# table last. Every step has its own time limit, so the whole script stays inside 8 minutes even when a
+# step is slower than expected (a step cut short keeps what it had measured).
+#
+#   bash bench/gpu.sh            # results (JSON) in a temporary folder, or OUT=dir bash bench/gpu.sh
+#
+# 1. one epoch of the paper's micro search (20 channels, 6+2 cells, batch 160, 45,000 images 32x32, random
+#    data) with bf16 x channels_last on/off, the current step and the proposed sync-free step
+#    (bench/fast_step.py), the last also with cudnn.benchmark; projected hours for 150 epochs;
+# 2. supernet step / fixed-model step and peak memory (torch.cuda.max_memory_allocated), micro, macro, rnn,
+#    at the presets' batch sizes, 5 random architectures each;
+# 3. controller cost per shared step at the micro search configuration.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$(mktemp -d -t enas-gpu-bench-XXXX)}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "bench/gpu.sh: no CUDA device visible to torch" >&2
+    exit 2
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
+
+step() {  # step LIMIT_S NAME ARGS...: run one benchmark under a time limit, never stop the script
+    local limit=$1 name=$2; shift 2
+    local t0=$SECONDS
+    echo "== $name (limit ${limit}s)" >&2
+    timeout --signal=INT --kill-after=15 "$limit" python "$@" > "$OUT/$name.txt" 2> "$OUT/$name.log"
+    local rc=$?
+    [ $rc -eq 0 ] || echo "   $name exited with $rc (see $OUT/$name.log)" >&2
+    echo "   $name: $((SECONDS - t0)) s" >&2
+}
+
+# epoch: each variant stops its shared phase after 20 s and extrapolates; no new variant after 230 s
+step 270 epoch bench/epoch.py --device cuda --budget-s 20 --total-budget-s 230 \
+    --variants current:on:on,current:on:off,current:off:on,current:off:off,proposed:on:on,proposed:on:on:on \
+    --out "$OUT/epoch.json"
+step 110 supernet_vs_fixed bench/supernet_vs_fixed.py --device cuda --batch 0 --archs 5 --repeats 5 \
+    --out "$OUT/supernet_vs_fixed.json"
+step 60 controller bench/controller.py --device cuda --repeats 5 --out "$OUT/controller.json"
+
+echo "results: $OUT" >&2
+echo
+python bench/gpu_table.py "$OUT"
