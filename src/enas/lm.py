@@ -128,7 +128,9 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
              lr_min: float = 0.0, asgd: bool = False, nonmono: int = 5, asgd_start: int | None = None,
              ar_alpha: float = 0.0, tar_beta: float = 0.0, arch=None, eval_batch_size: int = 10, test_batch_size: int = 1,
              seed: int = 0, max_batches: int | None = None,
-             on_epoch: Callable[[dict], None] | None = None) -> dict:
+             on_epoch: Callable[[dict], None] | None = None,
+             on_checkpoint: Callable[[dict], None] | None = None, resume_state: dict | None = None,
+             stop: Callable[[], bool] | None = None) -> dict:
     """Train one fixed language model from scratch; returns the best-validation model's perplexities.
 
     SGD with the per-batch lr scaled by ``seq_len / bptt`` (random BPTT lengths, AWD/enas_lm), global gradient
@@ -150,7 +152,20 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
     best = {"valid_ppl": math.inf, "epoch": 0, "state": None}
     asgd_epoch = None  # the last epoch trained with plain SGD once averaging has started
     epoch_lr = lr
-    for epoch in range(1, epochs + 1):
+    first = 1
+    if resume_state is not None:  # continue after the last finished epoch (see ``on_checkpoint``)
+        r = resume_state
+        model.load_state_dict(r["model"])
+        asgd_epoch, epoch_lr, first = r["asgd_epoch"], r["epoch_lr"], r["epoch"] + 1
+        if asgd_epoch is not None:
+            optimizer = _switch_to_asgd(params, epoch_lr, weight_decay, asgd_epoch)
+        optimizer.load_state_dict(r["optimizer"])
+        batches.load_state_dict(r["batches"])
+        gen.set_state(r["gen"].to(gen.device) if gen.device.type != "cpu" else r["gen"])
+        torch.set_rng_state(r["torch_rng"])
+        history = list(r["history"])
+        best = {"valid_ppl": r["best_valid_ppl"], "epoch": r["best_epoch"], "state": r["best_state"]}
+    for epoch in range(first, epochs + 1):
         if asgd and asgd_epoch is None and asgd_start is not None and epoch >= asgd_start:
             optimizer, asgd_epoch = _switch_to_asgd(params, epoch_lr, weight_decay, epoch - 1), epoch - 1
         if asgd_epoch is None:  # averaged SGD keeps the lr it started with
@@ -188,6 +203,15 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
         if (asgd and asgd_epoch is None and len(past) > nonmono
                 and valid_ppl > min(past[:len(past) - nonmono])):
             optimizer, asgd_epoch = _switch_to_asgd(params, epoch_lr, weight_decay, epoch), epoch
+        if on_checkpoint is not None:
+            on_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                           "epoch_lr": epoch_lr, "asgd_epoch": asgd_epoch, "batches": batches.state_dict(),
+                           "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                           "best_valid_ppl": best["valid_ppl"], "best_epoch": best["epoch"],
+                           "best_state": best["state"]})
+        if stop is not None and stop() and epoch < epochs:
+            from .rundir import Stopped
+            raise Stopped()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     test_ppl = evaluate_ppl(model, corpus.test, arch, bptt, test_batch_size)

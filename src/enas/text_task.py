@@ -133,21 +133,28 @@ def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
                    stop: Callable[[], bool] = lambda: False) -> dict:
     """Train a fixed recurrent cell from scratch (``lm.train_lm``) and write the run directory.
 
-    Resuming a language-model final training restarts it from scratch in the same directory (mid-run
-    checkpoints are implemented for the CNN spaces and for every search).
+    A checkpoint is written at every epoch end; resuming continues after the last finished epoch (the CNN
+    trainings and every search also checkpoint mid-epoch, every ``search.checkpoint_every`` steps).
     """
     from . import build, spaces
     from .lm import train_lm
-    from .rundir import MetricsLog, Timer, new_run_dir, read_json, write_json
+    from .rundir import MetricsLog, Stopped, Timer, new_run_dir, read_json, write_json
     from .train import count_params
+    from . import checkpoint
     mod = spaces.get("rnn")
+    state = None
     if resume:
         out = Path(out)
         if (out / "result.json").exists():
             return read_json(out / "result.json")
-        for f in ("metrics.jsonl",):
-            if (out / f).exists():
-                (out / f).unlink()
+        if (out / "checkpoint.pt").exists() or checkpoint.previous(out / "checkpoint.pt").exists():
+            state, _, warning = checkpoint.load_latest(out / "checkpoint.pt")
+            if warning:
+                log.warning(warning)
+            if state.get("kind") != "train-lm":
+                raise checkpoint.CheckpointError(f"{out / 'checkpoint.pt'}: not a language-model training checkpoint")
+        elif (out / "metrics.jsonl").exists():
+            (out / "metrics.jsonl").unlink()
     else:
         out = new_run_dir(None if out is None else str(out), "train", "rnn")
         write_json(out / "config.json", C.to_dict(cfg))
@@ -159,8 +166,12 @@ def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
     model = fixed_lm_model(cfg, arch, space, vocab_size=len(corpus.vocab)).to(device)
     params = count_params(model)
     o = cfg.train
-    metrics = MetricsLog(out / "metrics.jsonl")
-    timer = Timer()
+    metrics = MetricsLog(out / "metrics.jsonl", truncate_to=state["metrics_size"] if state else None)
+    timer = Timer(state["elapsed"] if state else 0.0)
+
+    def on_checkpoint(s: dict) -> None:  # every epoch end: resume continues after the last finished epoch
+        checkpoint.save({"kind": "train-lm", **s, "metrics_size": metrics.size, "elapsed": timer()},
+                        out / "checkpoint.pt")
     log.info("training rnn language model (%d parameters) in %s on %s", params, out, device)
 
     def on_epoch(row: dict) -> None:
@@ -174,7 +185,9 @@ def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
                        lr_decay_start=o.lr_decay_start, lr_min=o.lr_min if o.lr_schedule == "exp" else 0.0,
                        asgd=o.asgd, ar_alpha=o.ar_alpha, tar_beta=o.tar_beta, arch=arch,
                        eval_batch_size=min(o.eval_batch_size, 10), test_batch_size=1, seed=cfg.run.seed,
-                       on_epoch=on_epoch)
+                       on_epoch=on_epoch, on_checkpoint=on_checkpoint, resume_state=state, stop=stop)
+    except Stopped:
+        raise Stopped(out, "train") from None
     finally:
         metrics.close()
     result = {"space": "rnn", "arch": mod.to_dict(arch), "valid_ppl": res["valid_ppl"], "test_ppl": res["test_ppl"],

@@ -1,0 +1,38 @@
+"""Language-model final training checkpoints at every epoch end and resumes exactly."""
+
+import json
+
+import torch
+
+from enas import config as C
+from enas.rundir import Stopped
+from enas.spaces import rnn
+from enas.text_task import train_fixed_lm
+
+
+def test_stopped_and_resumed_lm_training_equals_a_straight_run(tmp_path):
+    torch.set_num_threads(1)
+    cfg = C.load_config("tiny", space="rnn", overrides=["train.epochs=2", "run.progress=false"])
+    arch = rnn.arch_from_actions([0] + [0, 1] * 2, rnn.RNNSpace(num_nodes=3))
+    straight = train_fixed_lm(cfg, arch, tmp_path / "a")
+    calls = {"n": 0}
+
+    def stop_after_first_epoch():
+        calls["n"] += 1
+        return True
+
+    try:
+        train_fixed_lm(cfg, arch, tmp_path / "b", stop=stop_after_first_epoch)
+        raise AssertionError("expected a stop")
+    except Stopped as e:
+        assert "--resume" in str(e)
+    assert not (tmp_path / "b" / "result.json").exists()
+    resumed = train_fixed_lm(cfg, arch, tmp_path / "b", resume=True)
+    for k in ("valid_ppl", "test_ppl", "params", "best_epoch"):
+        assert resumed[k] == straight[k], k
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = lambda d: [{k: v for k, v in json.loads(x).items() if k != "time"}  # noqa: E731
+                      for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "a") == rows(tmp_path / "b")
