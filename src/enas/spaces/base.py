@@ -117,3 +117,19 @@ def check_format_fields(d: object, space_name: str) -> list[str]:
     if fmt != FORMAT_VERSION:
         errors.append(f"format: expected {FORMAT_VERSION}, got {fmt!r}")
     return errors
+
+
+def check_space_fields(count_name: str, count: object, names_field: str, names: tuple[str, ...],
+                       known: tuple[str, ...], what: str = "op") -> list[str]:
+    """Errors for a space's size (a positive integer) and its candidate names (known, unique, at least one)."""
+    errors = []
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        errors.append(f"{count_name}: must be a positive integer, got {count!r}")
+    if len(names) < 1:
+        errors.append(f"{names_field}: at least one {what} is needed")
+    for name in names:
+        if name not in known:
+            errors.append(f"{names_field}: unknown {what} {name!r}; known {what}s are {', '.join(known)}")
+    if len(set(names)) != len(names):
+        errors.append(f"{names_field}: names must be unique")
+    return errors

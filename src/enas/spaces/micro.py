@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .base import ArchError, Decision, Step, check_format_fields, parse_int_string
+from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
 
 NAME = "micro"
 DEFAULT_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
@@ -32,17 +32,7 @@ class MicroSpace:
     ops: tuple[str, ...] = DEFAULT_OPS
 
     def check(self) -> list[str]:
-        errors = []
-        if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
-            errors.append(f"num_nodes: must be a positive integer, got {self.num_nodes!r}")
-        if len(self.ops) < 1:
-            errors.append("ops: at least one op is needed")
-        for op in self.ops:
-            if op not in KNOWN_OPS:
-                errors.append(f"ops: unknown op {op!r}; known ops are {', '.join(KNOWN_OPS)}")
-        if len(set(self.ops)) != len(self.ops):
-            errors.append("ops: names must be unique")
-        return errors
+        return check_space_fields("num_nodes", self.num_nodes, "ops", self.ops, KNOWN_OPS, "op")
 
 
 @dataclass(frozen=True)

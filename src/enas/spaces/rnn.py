@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import ArchError, Decision, Step, check_format_fields, parse_int_string
+from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
 
 NAME = "rnn"
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
@@ -60,17 +60,7 @@ class RNNSpace:
     activations: tuple[str, ...] = ACTIVATIONS
 
     def check(self) -> list[str]:
-        errors = []
-        if not isinstance(self.num_nodes, int) or isinstance(self.num_nodes, bool) or self.num_nodes < 1:
-            errors.append(f"num_nodes: must be a positive integer, got {self.num_nodes!r}")
-        if len(self.activations) < 1:
-            errors.append("activations: at least one activation is needed")
-        for a in self.activations:
-            if a not in ACTIVATIONS:
-                errors.append(f"activations: unknown activation {a!r}; known ones are {', '.join(ACTIVATIONS)}")
-        if len(set(self.activations)) != len(self.activations):
-            errors.append("activations: names must be unique")
-        return errors
+        return check_space_fields("num_nodes", self.num_nodes, "activations", self.activations, ACTIVATIONS, "activation")
 
 
 @dataclass(frozen=True)
