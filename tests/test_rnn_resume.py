@@ -36,3 +36,23 @@ def test_stopped_and_resumed_lm_training_equals_a_straight_run(tmp_path):
     rows = lambda d: [{k: v for k, v in json.loads(x).items() if k != "time"}  # noqa: E731
                       for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
+
+
+def test_a_non_finite_step_resets_the_carried_hidden_state(tmp_path):
+    import pathlib
+
+    from enas import search as S
+    torch.set_num_threads(1)
+    cfg = C.load_config("tiny", space="rnn", overrides=["run.progress=false"])
+    run = S.setup(cfg, pathlib.Path(tmp_path), lambda: False)
+    S.start_epoch(run)
+    S.shared_step(run, run.epoch_archs[0])
+    assert run.task.hidden is not None and torch.isfinite(run.task.hidden).all()
+    run.task.hidden = torch.full_like(run.task.hidden, float("nan"))  # a blown-up state
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    S.shared_step(run, run.epoch_archs[1])
+    assert run.nonfinite_total == 1 and run.task.hidden is None
+    assert all(torch.equal(before[k], v) for k, v in run.model.state_dict().items())  # the step was skipped
+    S.shared_step(run, run.epoch_archs[2])
+    assert run.nonfinite_run == 0 and torch.isfinite(run.task.hidden).all()
+    run.metrics.close()

@@ -222,6 +222,8 @@ def shared_step(run: SearchRun, arch) -> None:
         run.nonfinite_run += 1
         run.nonfinite_total += 1
         run.opt.zero_grad(set_to_none=True)
+        if hasattr(run.task, "on_nonfinite"):  # e.g. drop a carried hidden state that has blown up
+            run.task.on_nonfinite()
         log.warning("non-finite loss or gradient at epoch %d step %d: step skipped (%d in a row)",
                     run.epoch, run.step, run.nonfinite_run)
         if run.nonfinite_run >= run.cfg.run.max_nonfinite:

@@ -77,6 +77,11 @@ class TextTask:
         # the search loop reports "loss" (mean cross-entropy); accuracy is not meaningful here
         return loss, torch.zeros((), device=y.device), n
 
+    def on_nonfinite(self) -> None:
+        """After a skipped non-finite step: restart the carried hidden state from zeros (a blown-up state would
+        otherwise poison every following segment)."""
+        self.hidden = None
+
     def next_valid_batch(self):
         if self.valid_pos >= self.valid.shape[0] - 2:
             self.valid_pos = 0
