@@ -259,6 +259,15 @@ def emit(result: dict, out: str | None) -> None:
         write_json(Path(out), result)
 
 
+def cli(parser: Callable, run: Callable, table: Callable, argv: list[str] | None = None) -> int:
+    """The ``main`` of every benchmark script: parse, run, print the table, write the JSON if asked."""
+    args = parser().parse_args(argv)
+    res = run(args)
+    print(table(res))
+    emit(res, args.out)
+    return 0
+
+
 # --------------------------------------------------------------------------------------- synthetic data
 _CACHE: dict = {}
 

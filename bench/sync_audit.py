@@ -105,11 +105,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    res = run(args)
-    print(table(res))
-    B.emit(res, args.out)
-    return 0
+    return B.cli(parser, run, table, argv)
 
 
 if __name__ == "__main__":

@@ -17,3 +17,13 @@ def shared_data_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"shared datasets not found at {d} (set ENAS_SHARED_DATA)")
     return d
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine they cost up to 10x."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

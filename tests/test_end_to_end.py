@@ -1,7 +1,6 @@
 """Whole runs through the CLI with the tiny presets: each writes a complete run directory."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,13 +11,7 @@ from enas.cli import main
 RUN_FILES = {"config.json", "metrics.jsonl", "best_arch.json", "derive.json", "result.json", "checkpoint.pt"}
 
 
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _check_search_dir(run, metric):

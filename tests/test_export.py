@@ -19,18 +19,11 @@ from enas.export import ExportError, ImageClassifier, LanguageModelStep, cli_exp
 from enas.train import train_fixed
 
 # torch >= 2.10 deprecates torch.jit; the TorchScript format is still what a torch-only consumer loads
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning"), pytest.mark.usefixtures("one_thread")]
 
 SRC = Path(enas.__file__).resolve().parents[1]  # the directory that makes `import enas` work here
 ATOL = 1e-5
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _train(tmp_path_factory, space: str, seed: int) -> Path:

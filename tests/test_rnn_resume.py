@@ -10,8 +10,7 @@ from enas.spaces import rnn
 from enas.text_task import train_fixed_lm
 
 
-def test_stopped_and_resumed_lm_training_equals_a_straight_run(tmp_path):
-    torch.set_num_threads(1)
+def test_stopped_and_resumed_lm_training_equals_a_straight_run(tmp_path, one_thread):
     cfg = C.load_config("tiny", space="rnn", overrides=["train.epochs=2", "run.progress=false"])
     arch = rnn.arch_from_actions([0] + [0, 1] * 2, rnn.RNNSpace(num_nodes=3))
     straight = train_fixed_lm(cfg, arch, tmp_path / "a")
@@ -38,11 +37,10 @@ def test_stopped_and_resumed_lm_training_equals_a_straight_run(tmp_path):
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
 
 
-def test_a_non_finite_step_resets_the_carried_hidden_state(tmp_path):
+def test_a_non_finite_step_resets_the_carried_hidden_state(tmp_path, one_thread):
     import pathlib
 
     from enas import search as S
-    torch.set_num_threads(1)
     cfg = C.load_config("tiny", space="rnn", overrides=["run.progress=false"])
     run = S.setup(cfg, pathlib.Path(tmp_path), lambda: False)
     S.start_epoch(run)

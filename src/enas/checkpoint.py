@@ -10,6 +10,7 @@ tensors, primitives and containers are accepted, so a file crafted to run code i
 from __future__ import annotations
 
 import hashlib
+import logging
 import io
 import os
 from pathlib import Path
@@ -138,6 +139,23 @@ def load_latest(path: str | Path, map_location: str | torch.device = "cpu") -> t
             return load(prev, map_location), prev, f"{first}; using the previous checkpoint {prev.name}"
         except CheckpointError as second:
             raise CheckpointError(f"{first}; the previous checkpoint is unusable too ({second})") from None
+
+
+def load_run_state(path: str | Path, kind: str, what: str,
+                   map_location: str | torch.device = "cpu") -> dict | None:
+    """The state of a run's checkpoint at ``path`` (or its ``.prev``), or None when the run has none yet.
+
+    A fallback to ``.prev`` is logged; a checkpoint of another ``kind`` is refused with ``what`` in the message.
+    """
+    path = Path(path)
+    if not path.exists() and not previous(path).exists():
+        return None
+    state, used, warning = load_latest(path, map_location)
+    if warning:
+        logging.getLogger("enas").warning(warning)
+    if state.get("kind") != kind:
+        raise CheckpointError(f"{used}: not a {what} checkpoint")
+    return state
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict:

@@ -123,6 +123,17 @@ _RESUME_FIXED = (("preset", "--preset"), ("config", "--config"), ("space", "--sp
                  ("overrides", "section.key=value overrides"))
 
 
+def _resume_config(args: argparse.Namespace, verb: str):
+    """The run directory to resume and its saved config (``--quiet`` still silences progress bars)."""
+    from . import config as C
+    from .rundir import read_json
+    rd = _resume_dir(args, verb)
+    cfg = C.from_dict(read_json(rd / "config.json"))
+    if getattr(args, "quiet", False):
+        cfg = C.replace(cfg, run=C.replace(cfg.run, progress=False))
+    return rd, cfg
+
+
 def _resume_dir(args: argparse.Namespace, verb: str) -> Path:
     """Check ``--resume RUN_DIR`` and the flags given with it; the run continues with its saved config."""
     if args.out:
@@ -147,18 +158,14 @@ def _resume_dir(args: argparse.Namespace, verb: str) -> Path:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from . import config as C
-    from .rundir import Stopper, read_json
+    from .rundir import Stopper
     from .search import search
     if args.seeds or args.engine:
         return _search_seeds(args)
     stopper = Stopper().install()
     try:
         if args.resume:
-            rd = _resume_dir(args, "search")
-            cfg = C.from_dict(read_json(rd / "config.json"))
-            if getattr(args, "quiet", False):
-                cfg = C.replace(cfg, run=C.replace(cfg.run, progress=False))
+            rd, cfg = _resume_config(args, "search")
             result = search(cfg, resume=rd, stop=stopper)
         else:
             cfg = _load_cfg(args, "search")
@@ -231,17 +238,14 @@ def _print_result(result: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import build, config as C
+    from . import build
     from .archio import read_arch
-    from .rundir import Stopper, read_json
+    from .rundir import Stopper
     from .train import train_fixed
     stopper = Stopper().install()
     try:
         if args.resume:
-            rd = _resume_dir(args, "train")
-            cfg = C.from_dict(read_json(rd / "config.json"))
-            if getattr(args, "quiet", False):
-                cfg = C.replace(cfg, run=C.replace(cfg.run, progress=False))
+            rd, cfg = _resume_config(args, "train")
             arch, _ = read_arch(str(rd / "arch.json"), cfg.space, build.make_space(cfg))
             if args.arch is not None:
                 from . import spaces

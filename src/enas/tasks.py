@@ -125,6 +125,17 @@ class ImageTask:
         for lo in range(0, len(s.y), self.eval_batch_size):
             yield self._prep(s.x[lo:lo + self.eval_batch_size]), s.y[lo:lo + self.eval_batch_size]
 
+    # ------------------------------------------------------------------------------- search-loop hooks
+    def shared_loss(self, model, arch, batch, net) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Loss of one training batch (with the auxiliary head), correct predictions and sample count."""
+        x, y = batch
+        logits, aux = model(x, arch)
+        loss = classification_loss(logits, aux, y, net.aux_weight)
+        return loss, (logits.detach().argmax(-1) == y).sum().float(), torch.full((), float(len(y)), device=y.device)
+
+    def on_nonfinite(self) -> None:
+        """Nothing to reset after a skipped step: image batches carry no state."""
+
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {"perm": self.perm, "pos": self.pos, "valid_perm": self.valid_perm, "valid_pos": self.valid_pos}

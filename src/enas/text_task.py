@@ -152,13 +152,8 @@ def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
         out = Path(out)
         if (out / "result.json").exists():
             return read_json(out / "result.json")
-        if (out / "checkpoint.pt").exists() or checkpoint.previous(out / "checkpoint.pt").exists():
-            state, _, warning = checkpoint.load_latest(out / "checkpoint.pt")
-            if warning:
-                log.warning(warning)
-            if state.get("kind") != "train-lm":
-                raise checkpoint.CheckpointError(f"{out / 'checkpoint.pt'}: not a language-model training checkpoint")
-        elif (out / "metrics.jsonl").exists():
+        state = checkpoint.load_run_state(out / "checkpoint.pt", "train-lm", "language-model training")
+        if state is None and (out / "metrics.jsonl").exists():
             (out / "metrics.jsonl").unlink()
     else:
         out = new_run_dir(None if out is None else str(out), "train", "rnn")

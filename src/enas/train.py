@@ -62,22 +62,17 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         out = Path(out)
         if (out / "result.json").exists() and not (out / CKPT).exists():
             return read_json(out / "result.json")
-        if (out / CKPT).exists() or checkpoint.previous(out / CKPT).exists():
-            state, used, warning = checkpoint.load_latest(out / CKPT)
-            if warning:
-                log.warning(warning)
-            if state.get("kind") != "train":
-                raise checkpoint.CheckpointError(f"{used}: not a training checkpoint")
-            if state.get("done"):
-                return read_json(out / "result.json")
-        else:  # stopped before its first checkpoint: start again, in the same directory
+        state = checkpoint.load_run_state(out / CKPT, "train", "training")
+        if state is not None and state.get("done"):
+            return read_json(out / "result.json")
+        if state is None:  # stopped before its first checkpoint: start again, in the same directory
             log.warning("%s: no checkpoint yet; starting the training from the beginning", out)
     elif not dist.enabled:
         out = new_run_dir(None if out is None else str(out), "train", cfg.space)
     else:
         out = D.main_makes_run_dir(dist, lambda: new_run_dir(None if out is None else str(out), "train", cfg.space),
                                    lambda o: None)
-    real_out, scratch = out, None
+    scratch = None
     if dist.enabled:
         cfg = C.replace(cfg, run=C.replace(cfg.run, device=D.device_for(dist, cfg.run.device),
                                            progress=cfg.run.progress and dist.is_main))
