@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -309,13 +310,33 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "8 consecutive non-finite steps" in errors[0] and "shared.lr_max" in errors[0]
     assert "Traceback" not in r.stderr
-    assert r.stderr.count("step skipped") == 8
+    # read at every sync point (here a checkpoint per step): one warning per newly skipped step
+    skipped = [int(m) for m in re.findall(r"^(\d+) non-finite step\(s\) skipped", r.stderr, re.M)]
+    assert skipped == [1] * 8, r.stderr
     rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["nonfinite_steps"] == 7  # steps 2..8 of epoch 0
     state = checkpoint.load(tmp_path / "run/checkpoint.pt")
     for name, t in {**state["model"], **state["controller"]}.items():
         assert torch.isfinite(t).all(), name
     assert state["nonfinite_total"] >= 7
+
+
+def test_nonfinite_stop_is_found_at_the_next_sync_point(tmp_path):
+    """Without a checkpoint per step the skip counters are read every `run.log_every` steps: the run still
+    stops, reporting the longest run of skips (at least the limit, at most one interval more)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "enas", "search", *TINY, "--out", "run", "--quiet",
+                        "shared.lr_max=1e30", "run.max_nonfinite=3", "run.log_every=5",
+                        "search.checkpoint_every=1000"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr[-2000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+    longest = int(re.search(r"error: (\d+) consecutive non-finite steps", errors[0]).group(1))
+    assert longest == 4, errors[0]  # steps 2..5 of the first interval, read at step 5
+    skipped = [int(m) for m in re.findall(r"^(\d+) non-finite step\(s\) skipped", r.stderr, re.M)]
+    assert skipped == [4], r.stderr
+    assert not (tmp_path / "run/checkpoint.pt").exists()  # stopped before its first checkpoint: none written
 
 
 def test_nonfinite_training_restores_batchnorm_statistics(tmp_path):

@@ -124,9 +124,30 @@ def lr_at(epoch: int, o) -> float:
     return o.lr_min + 0.5 * (o.lr_max - o.lr_min) * (1 + math.cos(math.pi * t_cur / t_i))
 
 
-def sgd(params, o, device: torch.device) -> torch.optim.Optimizer:
+def sgd(params, o, device: torch.device, found_inf: torch.Tensor | None = None) -> torch.optim.Optimizer:
+    """Fused SGD (one kernel for the whole update) that skips its step on the device when ``found_inf`` is 1.
+
+    The fused kernel wants a momentum buffer for every parameter it updates, or for none; in a supernet some
+    parameters are sampled for the first time while others already hold buffers, so every buffer is made
+    up front as zeros (``fill_momentum_buffers``). With no dampening this is the arithmetic of torch's lazy
+    first step (``buf = grad``), so the trajectory is the plain SGD one.
+    """
     kw = dict(lr=o.lr_max, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
               weight_decay=o.weight_decay)
-    # foreach, not fused: the fused kernel rejects a step where some parameters already hold momentum
-    # buffers and others (ops sampled for the first time) do not.
-    return torch.optim.SGD(params, foreach=True, **kw)
+    opt = torch.optim.SGD(params, fused=True, **kw)
+    fill_momentum_buffers(opt)
+    if found_inf is not None:
+        opt.found_inf = found_inf  # read by SGD.step and passed to the fused kernel (as GradScaler does)
+    return opt
+
+
+def fill_momentum_buffers(opt: torch.optim.Optimizer) -> None:
+    """Give every parameter of ``opt`` a momentum buffer (zeros where it has none); call after loading a state
+    written by an optimizer that made them lazily."""
+    for g in opt.param_groups:
+        if g.get("momentum", 0) == 0:
+            continue
+        for p in g["params"]:
+            st = opt.state[p]
+            if st.get("momentum_buffer") is None:
+                st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -172,7 +172,7 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
             epoch_lr = max(lr_min, lr * lr_decay ** max(0, epoch - lr_decay_start))
         model.train()
         hidden = model.init_hidden(batch_size, device)
-        total, tokens = 0.0, 0
+        total, tokens = torch.zeros((), device=device), 0  # summed on the device: no sync per step
         for k, (x, y) in enumerate(batches):
             for g in optimizer.param_groups:
                 g["lr"] = epoch_lr * x.shape[0] / bptt
@@ -183,7 +183,7 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
             if clip:
                 nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
-            total += raw_loss.item() * y.numel()
+            total += raw_loss.detach().float() * y.numel()
             tokens += y.numel()
             if max_batches is not None and k + 1 >= max_batches:
                 batches.pos, batches.epoch = 0, batches.epoch + 1
@@ -193,7 +193,7 @@ def train_lm(model: nn.Module, corpus: Corpus, *, epochs: int, batch_size: int, 
             if valid_ppl < best["valid_ppl"]:
                 best = {"valid_ppl": valid_ppl, "epoch": epoch,
                         "state": copy.deepcopy(model.state_dict())}
-        row = {"epoch": epoch, "lr": epoch_lr, "train_ppl": perplexity(total / max(tokens, 1)),
+        row = {"epoch": epoch, "lr": epoch_lr, "train_ppl": perplexity(total.item() / max(tokens, 1)),
                "valid_ppl": valid_ppl, "asgd": asgd_epoch is not None}
         history.append(row)
         log.info("epoch %d lr %.4g train ppl %.2f valid ppl %.2f", epoch, epoch_lr, row["train_ppl"], valid_ppl)

@@ -26,8 +26,9 @@ from typing import Callable
 import torch
 
 from . import bn, build, checkpoint, config as C, reinforce, spaces
+from .guard import StepGuard, skip_mask
 from . import distributed as D
-from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
+from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, truncate, write_json)
 from .tasks import ImageTask, accuracy, load_image_splits
 
@@ -65,8 +66,7 @@ class SearchRun:
     epoch_actions: torch.Tensor | None = None
     epoch_archs: list = field(default_factory=list)
     sums: dict = field(default_factory=dict)  # running metric sums (tensors on the device)
-    nonfinite_run: int = 0
-    nonfinite_total: int = 0
+    guard: StepGuard | None = None  # device-side skip of non-finite steps (enas.guard)
     best: dict | None = None
     pbar: object = None
     dist: D.Dist = D.SINGLE  # under torchrun: this rank's place (enas.distributed)
@@ -114,7 +114,8 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
             model = model.to(memory_format=torch.channels_last)
     controller = build.make_controller(cfg, space, device)
     uniform = build.make_controller(C.replace(cfg, controller=C.replace(cfg.controller, kind="random")), space, device)
-    opt = build.sgd(model.parameters(), cfg.shared, device)
+    guard = StepGuard(device, cfg.run.max_nonfinite, "shared.lr_max or shared.grad_clip")
+    opt = build.sgd(model.parameters(), cfg.shared, device, found_inf=guard.found_inf)
     ctrl_opt = None
     if any(True for _ in controller.parameters()):
         c = cfg.controller
@@ -128,7 +129,7 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
     run = SearchRun(cfg=cfg, out=out, space=space, mod=mod, device=device, model=model, controller=controller,
                     uniform=uniform, opt=opt, ctrl_opt=ctrl_opt, task=task, gens=gens,
                     autocast=build.autocast_factory(cfg, device), metrics=metrics, stop=stop, timer=Timer(),
-                    baseline=torch.zeros((), device=device), sums=_zero_sums(device), dist=dist)
+                    baseline=torch.zeros((), device=device), sums=_zero_sums(device), dist=dist, guard=guard)
     if state is not None:
         restore(run, state)
     return run
@@ -142,8 +143,8 @@ def state_dict(run: SearchRun) -> dict:
         "opt": run.opt.state_dict(), "ctrl_opt": run.ctrl_opt.state_dict() if run.ctrl_opt else None,
         "baseline": run.baseline, "epoch": run.epoch, "step": run.step, "global_step": run.global_step,
         "phase": run.phase, "epoch_actions": run.epoch_actions, "task": run.task.state_dict(),
-        "rng": checkpoint.rng_state(run.gens), "sums": dict(run.sums), "nonfinite_total": run.nonfinite_total,
-        "nonfinite_run": run.nonfinite_run, "best": run.best, "metrics_size": run.metrics.size,
+        "rng": checkpoint.rng_state(run.gens), "sums": dict(run.sums), "guard": run.guard.state_dict(),
+        "nonfinite_total": run.guard.total, "best": run.best, "metrics_size": run.metrics.size,
         "archs_size": (run.out / ARCHS).stat().st_size if (run.out / ARCHS).exists() else 0,
         "elapsed": run.timer(),
     }
@@ -153,6 +154,7 @@ def restore(run: SearchRun, s: dict) -> None:
     run.model.load_state_dict(s["model"])
     run.controller.load_state_dict(s["controller"])
     run.opt.load_state_dict(s["opt"])
+    build.fill_momentum_buffers(run.opt)  # a checkpoint of an optimizer that made them lazily
     if run.ctrl_opt is not None and s["ctrl_opt"] is not None:
         run.ctrl_opt.load_state_dict(s["ctrl_opt"])
     run.baseline = s["baseline"].to(run.device)
@@ -163,13 +165,21 @@ def restore(run: SearchRun, s: dict) -> None:
     run.task.load_state_dict(s["task"])
     checkpoint.set_rng_state(s["rng"], run.gens)
     run.sums = {k: v.to(run.device) for k, v in s["sums"].items()}
-    run.nonfinite_total = s["nonfinite_total"]
-    run.nonfinite_run = s.get("nonfinite_run", 0)
+    if "guard" in s:
+        run.guard.load_state_dict(s["guard"])
+    else:
+        run.guard.load_legacy(s.get("nonfinite_run", 0), s.get("nonfinite_total", 0))
     run.best = s["best"]
     run.timer = Timer(s["elapsed"])
 
 
+def sync_guard(run: SearchRun) -> None:
+    """Read the skip counters (a sync point): log skipped steps, stop past ``run.max_nonfinite`` in a row."""
+    run.guard.sync(f"epoch {run.epoch} step {run.step}", str(run.out / CKPT))
+
+
 def save(run: SearchRun) -> None:
+    sync_guard(run)  # never write a checkpoint of a run that should have stopped
     if not run.dist.is_main:  # under torchrun only rank 0 writes
         return
     checkpoint.save(state_dict(run), run.out / CKPT)
@@ -214,23 +224,14 @@ def shared_step(run: SearchRun, arch) -> None:
     if o.grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
     else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params]))
-    if not bool(torch.isfinite(norm) & torch.isfinite(loss.detach())):
-        run.nonfinite_run += 1
-        run.nonfinite_total += 1
-        run.opt.zero_grad(set_to_none=True)
-        run.task.on_nonfinite()  # e.g. the text task drops a carried hidden state that has blown up
-        log.warning("non-finite loss or gradient at epoch %d step %d: step skipped (%d in a row)",
-                    run.epoch, run.step, run.nonfinite_run)
-        if run.nonfinite_run >= run.cfg.run.max_nonfinite:
-            raise NonFiniteError(f"{run.nonfinite_run} consecutive non-finite steps; stopping without saving "
-                                 f"bad weights (last good checkpoint: {run.out / CKPT}). Try a lower shared.lr_max "
-                                 "or shared.grad_clip")
-        return
-    run.nonfinite_run = 0
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+    # no host sync: a non-finite step sets the flag the fused optimizer reads, and is skipped on the device
+    bad = run.guard.check(loss, norm)
     run.opt.step()
+    run.task.after_step(bad)  # e.g. the text task restarts a carried hidden state that has blown up
     s = run.sums
-    ld = loss.detach().float()
+    ld = skip_mask(bad, loss.detach().float())
+    correct, count = skip_mask(bad, correct), skip_mask(bad, count)
     s["loss"] += ld * count
     s["correct"] += correct
     s["count"] += count
@@ -275,6 +276,7 @@ def train_shared(run: SearchRun) -> None:
 
 
 def _log_interval(run: SearchRun) -> None:
+    sync_guard(run)
     s = run.sums
     n = s["count"].clamp_min(1)
     row = {"kind": "shared", "epoch": run.epoch, "step": run.step, "global_step": run.global_step,
@@ -384,12 +386,13 @@ def op_frequencies(run: SearchRun, actions: torch.Tensor) -> dict:
 
 
 def end_epoch(run: SearchRun, ctrl: dict) -> None:
+    sync_guard(run)
     s = run.sums
     n = s["ep_count"].clamp_min(1)
     row = {"kind": "epoch", "epoch": run.epoch, "global_step": run.global_step,
            "loss": (s["ep_loss"] / n).item(), "acc": (s["ep_correct"] / n).item(),
            "lr": run.opt.param_groups[0]["lr"], "baseline": run.baseline.item(),
-           "nonfinite_steps": run.nonfinite_total}
+           "nonfinite_steps": run.guard.total}
     if run.cfg.space == "rnn":
         row["ppl"] = math.exp(min(row["loss"], 50.0))
         del row["acc"]
@@ -526,7 +529,7 @@ def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state
             save(run)
         summary = {"space": cfg.space, "best_arch": run.best["arch"], "derive_score": run.best["score"],
                    "search_time_s": round(run.timer(), 1), "epochs": cfg.shared.epochs,
-                   "nonfinite_steps": run.nonfinite_total}
+                   "nonfinite_steps": run.guard.total}
     except Stopped:
         raise Stopped(real_out, "search") from None
     finally:

@@ -83,7 +83,7 @@ class ImageTask:
         return x
 
     def next_train_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size].to(self.device)
+        idx = self.perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]  # on the device
         self.pos += 1
         x = A.to_float(self.train.x[idx], self.mean, self.std)
         x = A.augment(x, self.aug_gen, pad=self.pad, flip=self.flip, cutout_size=self.cutout)
@@ -103,7 +103,7 @@ class ImageTask:
         if self.valid_pos + bs > len(self.valid_perm):
             self.valid_perm = torch.randperm(n, generator=self.data_gen).to(self.device)
             self.valid_pos = 0
-        idx = self.valid_perm[self.valid_pos:self.valid_pos + bs].to(self.device)
+        idx = self.valid_perm[self.valid_pos:self.valid_pos + bs]
         self.valid_pos += bs
         idx = self._shard(idx)
         return self._prep(v.x[idx]), v.y[idx]
@@ -133,8 +133,8 @@ class ImageTask:
         loss = classification_loss(logits, aux, y, net.aux_weight)
         return loss, (logits.detach().argmax(-1) == y).sum().float(), torch.full((), float(len(y)), device=y.device)
 
-    def on_nonfinite(self) -> None:
-        """Nothing to reset after a skipped step: image batches carry no state."""
+    def after_step(self, bad: torch.Tensor) -> None:
+        """Nothing to reset after a skipped step (``bad`` = 1. on the device): image batches carry no state."""
 
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:

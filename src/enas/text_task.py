@@ -18,10 +18,17 @@ import torch.nn.functional as F
 
 from . import config as C
 from .data.text import Corpus, batchify, get_batch, load_corpus, sample_seq_len
+from .guard import skip_mask
 from .lm import detach_hidden, lm_step
 from .models.rnn import RNNModel
 
 log = logging.getLogger("enas")
+
+
+def _zero_where(bad: torch.Tensor, hidden):
+    if isinstance(hidden, torch.Tensor):
+        return skip_mask(bad, hidden)
+    return tuple(_zero_where(bad, h) for h in hidden)
 
 
 def _source(cfg: C.Config) -> str:
@@ -73,14 +80,16 @@ class TextTask:
         o = self.cfg.shared
         loss, raw, hidden = lm_step(model, x, y, hidden, arch, ar_alpha=o.ar_alpha, tar_beta=o.tar_beta)
         self.hidden = detach_hidden(hidden)
-        n = torch.tensor(float(y.numel()), device=y.device)
+        n = torch.full((), float(y.numel()), device=y.device)  # a fill, not a host copy
         # the search loop reports "loss" (mean cross-entropy); accuracy is not meaningful here
         return loss, torch.zeros((), device=y.device), n
 
-    def on_nonfinite(self) -> None:
-        """After a skipped non-finite step: restart the carried hidden state from zeros (a blown-up state would
-        otherwise poison every following segment)."""
-        self.hidden = None
+    def after_step(self, bad: torch.Tensor) -> None:
+        """After a shared step (``bad``: 1. when it was skipped as non-finite, on the device): a skipped step
+        restarts the carried hidden state from zeros, since a blown-up state would otherwise poison every
+        following segment. Decided on the device, like the skip itself."""
+        if self.hidden is not None:
+            self.hidden = _zero_where(bad, self.hidden)
 
     def next_valid_batch(self):
         if self.valid_pos >= self.valid.shape[0] - 2:

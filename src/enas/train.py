@@ -17,7 +17,8 @@ import torch
 
 from . import build, checkpoint, config as C, spaces
 from . import distributed as D
-from .rundir import (MetricsLog, NonFiniteError, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
+from .guard import StepGuard, skip_mask
+from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, write_json)
 from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
 
@@ -118,16 +119,20 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     forward = torch.compile(forward) if cfg.run.compile == "on" else forward
-    opt = build.sgd(model.parameters(), o, device)
+    guard = StepGuard(device, cfg.run.max_nonfinite, "train.lr_max or train.grad_clip")
+    opt = build.sgd(model.parameters(), o, device, found_inf=guard.found_inf)
+    plist = [q for g in opt.param_groups for q in g["params"]]
     autocast = build.autocast_factory(cfg, device)
     metrics = MetricsLog(out / "metrics.jsonl", truncate_to=state["metrics_size"] if state else 0,
                          tensorboard_dir=out / "tensorboard")
     epoch, step, gstep, timer = 0, 0, 0, Timer()
     sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "count")}
-    nonfinite, nonfinite_total = 0, 0
-    # a skipped step must leave no trace: its forward pass already updated the BatchNorm running statistics
+    # A skipped step's forward pass has already updated the BatchNorm running statistics (maybe to inf/nan).
+    # The skip is only known at the next sync point, so the statistics are kept as of the last sync point
+    # with no skipped step, and rolled back to it when a sync finds skipped steps (at most run.log_every
+    # steps of running-average updates are lost, and only then).
     bufs = [b for b in model.buffers() if b.is_floating_point()]
-    bufs_before = [b.clone() for b in bufs]
+    bufs_good = [b.clone() for b in bufs]
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -135,16 +140,33 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         checkpoint.set_rng_state(state["rng"], gens)
         epoch, step, gstep = state["epoch"], state["step"], state["global_step"]
         sums = {k: v.to(device) for k, v in state["sums"].items()}
-        nonfinite, nonfinite_total = state.get("nonfinite_run", 0), state.get("nonfinite_total", 0)
+        build.fill_momentum_buffers(opt)  # a checkpoint of an optimizer that made them lazily
+        if "guard" in state:
+            guard.load_state_dict(state["guard"])
+        else:
+            guard.load_legacy(state.get("nonfinite_run", 0), state.get("nonfinite_total", 0))
+        if bufs:
+            torch._foreach_copy_(bufs_good, bufs)
         timer = Timer(state["elapsed"])
 
+    def rollback_bn() -> None:
+        if bufs:
+            torch._foreach_copy_(bufs, bufs_good)
+
+    def sync() -> None:
+        """A sync point: skipped steps are logged (and their BN statistics rolled back), past the limit the run
+        stops; otherwise the statistics become the new rollback point."""
+        if not guard.sync(f"epoch {epoch} step {step}", str(out / CKPT), on_skipped=rollback_bn) and bufs:
+            torch._foreach_copy_(bufs_good, bufs)
+
     def save(done: bool = False) -> None:
+        sync()  # never write a checkpoint of a run that should have stopped
         if not dist.is_main:
             return
         checkpoint.save({"kind": "train", "model": model.state_dict(), "opt": opt.state_dict(),
                          "task": task.state_dict(), "rng": checkpoint.rng_state(gens), "epoch": epoch,
                          "step": step, "global_step": gstep, "sums": sums, "metrics_size": metrics.size,
-                         "nonfinite_run": nonfinite, "nonfinite_total": nonfinite_total, "elapsed": timer(),
+                         "guard": guard.state_dict(), "nonfinite_total": guard.total, "elapsed": timer(),
                          "done": done}, out / CKPT)
 
     steps = task.steps_per_epoch
@@ -160,50 +182,32 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
                 task.start_epoch()
                 for g in opt.param_groups:
                     g["lr"] = build.lr_at(epoch, o)
+            model.train()  # once per epoch: a walk over every module
             while step < steps:
-                model.train()
                 x, y = task.next_train_batch()
                 p = cfg.final_net.drop_path * min(1.0, gstep / total)
-                if bufs:
-                    torch._foreach_copy_(bufs_before, bufs)
-                with autocast():
-                    logits, aux = forward(x, drop_path_prob=p)
-                    loss = classification_loss(logits, aux, y, cfg.final_net.aux_weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                plist = [q for q in model.parameters() if q.grad is not None]
-                norm = torch.nn.utils.clip_grad_norm_(plist, o.grad_clip if o.grad_clip > 0 else float("inf"),
-                                                      foreach=True)
-                if not bool(torch.isfinite(norm) & torch.isfinite(loss.detach())):
-                    nonfinite += 1
-                    nonfinite_total += 1
-                    opt.zero_grad(set_to_none=True)
-                    if bufs:
-                        torch._foreach_copy_(bufs, bufs_before)
-                    log.warning("non-finite loss or gradient at epoch %d step %d: skipped", epoch, step)
-                    if nonfinite >= cfg.run.max_nonfinite:
-                        raise NonFiniteError(f"{nonfinite} consecutive non-finite steps; stopping without saving "
-                                             f"bad weights (last good checkpoint: {out / CKPT}). Try a lower "
-                                             "train.lr_max or train.grad_clip")
-                else:
-                    nonfinite = 0
-                    opt.step()
-                    sums["loss"] += loss.detach().float() * len(y)
-                    sums["correct"] += (logits.detach().argmax(-1) == y).sum()
-                    sums["count"] += len(y)
+                loss, logits, bad = fixed_step(forward, opt, plist, guard, autocast, x, y, p,
+                                               aux_weight=cfg.final_net.aux_weight, grad_clip=o.grad_clip)
+                count = skip_mask(bad, torch.full((), float(len(y)), device=y.device))
+                sums["loss"] += skip_mask(bad, loss.detach().float()) * count
+                sums["correct"] += skip_mask(bad, (logits.detach().argmax(-1) == y).sum().float())
+                sums["count"] += count
                 step += 1
                 gstep += 1
                 if pbar is not None:
                     pbar.update(1)
+                if gstep % cfg.run.log_every == 0:
+                    sync()
                 every = cfg.search.checkpoint_every
                 if stop() or (every and gstep % every == 0 and step < steps):
                     save()
                     if stop():
                         raise Stopped(out, "train")
+            sync()
             n = sums["count"].clamp_min(1)
             row = {"kind": "epoch", "epoch": epoch, "global_step": gstep, "loss": (sums["loss"] / n).item(),
                    "acc": (sums["correct"] / n).item(), "lr": opt.param_groups[0]["lr"],
-                   "nonfinite_steps": nonfinite_total}
+                   "nonfinite_steps": guard.total}
             if task.valid is not None:
                 model.eval()
                 row["valid_acc"] = accuracy(model, None, task.eval_batches("valid"), autocast).item()
@@ -238,6 +242,23 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         if scratch is not None:
             import shutil
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fixed_step(forward, opt: torch.optim.Optimizer, params: list, guard: StepGuard, autocast, x: torch.Tensor,
+               y: torch.Tensor, drop_path_prob: float, *, aux_weight: float, grad_clip: float):
+    """One training step of a fixed CNN: forward (with the auxiliary head and drop-path), backward, clipping,
+    the device-side non-finite check, and the fused SGD step that skips itself when the check fails (no host
+    sync). Returns (loss, logits, bad) as device tensors."""
+    with autocast():
+        logits, aux = forward(x, drop_path_prob=drop_path_prob)
+        loss = classification_loss(logits, aux, y, aux_weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [q for q in params if q.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(grads, grad_clip if grad_clip > 0 else float("inf"), foreach=True)
+    bad = guard.check(loss, norm)
+    opt.step()
+    return loss, logits, bad
 
 
 def count_params(model: torch.nn.Module) -> int:
