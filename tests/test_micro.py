@@ -124,6 +124,26 @@ def test_supernet_equals_fixed_with_batch_stats():
     torch.testing.assert_close(sn(x, arch)[0], fx(x)[0])
 
 
+def test_drop_path_probability_as_a_tensor_matches_the_float():
+    """What `enas train` hands a compiled model: a 0-dim tensor gives the same masks and outputs as the float
+    (and a zero tensor drops nothing), so compiled and eager training differ only in kernels."""
+    arch = micro.from_enas_string(micro.PAPER_ARCH_STRING, SPACE)
+    _, fx = _pair(arch)
+    fx.train()
+    x = torch.randn(6, 2, 12, 12, dtype=torch.float64)
+    outs = {}
+    for kind, p in (("float", 0.3), ("tensor", torch.tensor(0.3, dtype=torch.float64))):
+        torch.manual_seed(5)
+        outs[kind] = fx(x, drop_path_prob=p)[0]
+    torch.testing.assert_close(outs["float"], outs["tensor"])
+    torch.manual_seed(5)
+    none = fx(x, drop_path_prob=0.0)[0]
+    torch.manual_seed(5)
+    zero = fx(x, drop_path_prob=torch.tensor(0.0, dtype=torch.float64))[0]
+    assert not torch.allclose(none, outs["float"])  # drop-path did something at 0.3
+    torch.testing.assert_close(none, zero)
+
+
 def test_gradients_reach_sampled_ops_only():
     torch.manual_seed(0)
     sn = MicroNet(SPACE, channels=4, num_layers=3, num_classes=3, in_channels=1, aux=False)

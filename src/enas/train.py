@@ -119,6 +119,7 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     forward = torch.compile(forward) if cfg.run.compile == "on" else forward
+    p_dev = torch.zeros((), device=device) if cfg.run.compile == "on" else None
     guard = StepGuard(device, cfg.run.max_nonfinite, "train.lr_max or train.grad_clip")
     opt = build.sgd(model.parameters(), o, device, found_inf=guard.found_inf)
     plist = [q for g in opt.param_groups for q in g["params"]]
@@ -186,6 +187,8 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
             while step < steps:
                 x, y = task.next_train_batch()
                 p = cfg.final_net.drop_path * min(1.0, gstep / total)
+                if p_dev is not None:  # compiled: a device value, so the graph does not change as p ramps up
+                    p = p_dev.fill_(p)
                 loss, logits, bad = fixed_step(forward, opt, plist, guard, autocast, x, y, p,
                                                aux_weight=cfg.final_net.aux_weight, grad_clip=o.grad_clip)
                 count = skip_mask(bad, torch.full((), float(len(y)), device=y.device))
@@ -245,7 +248,7 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
 
 
 def fixed_step(forward, opt: torch.optim.Optimizer, params: list, guard: StepGuard, autocast, x: torch.Tensor,
-               y: torch.Tensor, drop_path_prob: float, *, aux_weight: float, grad_clip: float):
+               y: torch.Tensor, drop_path_prob: float | torch.Tensor, *, aux_weight: float, grad_clip: float):
     """One training step of a fixed CNN: forward (with the auxiliary head and drop-path), backward, clipping,
     the device-side non-finite check, and the fused SGD step that skips itself when the check fails (no host
     sync). Returns (loss, logits, bad) as device tensors."""

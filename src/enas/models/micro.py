@@ -25,8 +25,10 @@ def reduction_indices(num_layers: int) -> tuple[int, int]:
     return pd, 2 * pd + 1
 
 
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zero whole samples with probability ``drop_prob`` and rescale the rest (training only)."""
+def drop_path(x: torch.Tensor, drop_prob: float | torch.Tensor) -> torch.Tensor:
+    """Zero whole samples with probability ``drop_prob`` and rescale the rest (training only). ``drop_prob``
+    may be a 0-dim tensor (what ``enas train`` passes to a compiled model, so that its graph does not depend
+    on a value that changes every step)."""
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x * mask / keep
@@ -66,14 +68,14 @@ class Cell(nn.Module):
         self.combine_bn = O.bn(c)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, nodes: tuple[MicroNode, ...],
-                drop_prob: float = 0.0) -> torch.Tensor:
+                drop_prob: float | torch.Tensor = 0.0) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         for i, node in enumerate(nodes):
             out = None
             for slot, inp, op in (("x", node.x, node.x_op), ("y", node.y, node.y_op)):
                 stride = 2 if self.reduction and inp < 2 else 1
                 h = self.nodes[i][slot][op](states[inp], stride)
-                if drop_prob > 0.0 and self.training and op != "identity":
+                if self.training and op != "identity" and (isinstance(drop_prob, torch.Tensor) or drop_prob > 0.0):
                     h = drop_path(h, drop_prob)
                 out = h if out is None else out + h
             states.append(out)
@@ -137,7 +139,7 @@ class MicroNet(nn.Module):
         self.classifier = nn.Linear(c_p, num_classes, bias=False)
 
     def forward(self, x: torch.Tensor, arch: MicroArch | None = None,
-                drop_path_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                drop_path_prob: float | torch.Tensor = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         arch = arch if arch is not None else self.arch
         if arch is None:
             raise ValueError("MicroNet is a supernet: forward(x, arch) needs an architecture")

@@ -1,0 +1,27 @@
+"""`run.compile=on`: final training through torch.compile works, and drop-path's ramp does not recompile."""
+
+import random
+
+import pytest
+import torch
+
+from enas import build, config as C
+from enas.spaces import micro
+from enas.train import train_fixed
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+def test_compiled_final_training_runs_without_recompiling(tmp_path, monkeypatch):
+    import torch._dynamo
+    torch._dynamo.reset()
+    # the drop-path probability changes every step (it ramps up over training): passed as a device tensor it
+    # must not trigger a single recompilation
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    cfg = C.load_config("tiny", overrides=["run.compile=on", "train.epochs=2"])
+    arch = micro.sample_uniform(build.make_space(cfg), random.Random(0))
+    res = train_fixed(cfg, arch, tmp_path / "run")
+    assert 0.0 <= res["test_acc"] <= 1.0 and (tmp_path / "run" / "model.pt").exists()
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state)  # the plain model's names, loadable without compile
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
