@@ -374,6 +374,7 @@ def fixed_twin(run, arch):
     """The fixed model of ``arch`` at the supernet's width, with the supernet's weights for its ops, and a run
     view that trains it with the same step function and optimizer settings."""
     from enas import build, text_task
+    from enas.guard import StepGuard
     cfg = run.cfg
     if cfg.space == "rnn":
         vocab = run.model.vocab_size
@@ -391,8 +392,9 @@ def fixed_twin(run, arch):
     fixed = fixed.to(run.device)
     if run.cfg.space != "rnn" and build.flag(cfg.run.channels_last, run.device):
         fixed = fixed.to(memory_format=torch.channels_last)
-    opt = build.sgd(fixed.parameters(), cfg.shared, run.device)
-    return dataclasses.replace(run, model=fixed, opt=opt)
+    guard = StepGuard(run.device, cfg.run.max_nonfinite, "shared.lr_max")  # its own skip flag and counters
+    opt = build.sgd(fixed.parameters(), cfg.shared, run.device, found_inf=guard.found_inf)
+    return dataclasses.replace(run, model=fixed, opt=opt, guard=guard)
 
 
 def shared_step(run, arch) -> None:

@@ -6,8 +6,9 @@ The run is built by the real ``enas.search.setup`` (data and augmentation on the
 real phase functions:
 
 * ``start_epoch``: the epoch's architectures sampled in one batched controller call;
-* shared phase: ``search.shared_step`` per step (or ``--step proposed``: the sync-free step of
-  ``bench/fast_step.py``), with the loop's interval logging; on CPU only ``--steps`` steps are run (default
+* shared phase: ``search.shared_step`` per step (sync-free), with the loop's interval logging (or
+  ``--host-sync``: plus one host read of the step's skip flag, the cost of the per-step non-finite check
+  the loop had before ``enas.guard``); on CPU only ``--steps`` steps are run (default
   12) and the phase is extrapolated to ``steps_per_epoch`` (281); on CUDA the whole phase runs unless it
   passes ``--budget-s``;
 * controller phase: ``search.train_controller`` (30 updates of 10 sampled architectures, each rewarded by a
@@ -31,29 +32,21 @@ import common as B
 PAPER_EPOCHS = 150
 
 
-def one(args, *, bf16: str, channels_last: str, step: str = "current", cudnn_benchmark: str = "off") -> dict:
-    import torch
+def one(args, *, bf16: str, channels_last: str, host_sync: str = "off") -> dict:
     from enas import config as C, search
     dev = args.device
     cuda = dev.startswith("cuda")
-    if cuda:
-        torch.backends.cudnn.benchmark = cudnn_benchmark == "on"
     cfg = B.load_cfg("micro-search", [f"run.device={dev}", f"run.bf16={bf16}",
                                       f"run.channels_last={channels_last}"])
     t0 = time.perf_counter()
     run = B.make_run(cfg, n_train=45_000, n_valid=5_000)
     t_setup = time.perf_counter() - t0
     steps = run.task.steps_per_epoch
-    fast = None
-    if step == "proposed":
-        from fast_step import FastStep
-        fast = FastStep(run)
 
     def do_step(arch):
-        if fast is not None:
-            fast.step(arch)
-        else:
-            search.shared_step(run, arch)
+        search.shared_step(run, arch)
+        if host_sync == "on":
+            bool(run.guard.found_inf)  # what the loop used to do every step: wait for the device
 
     # warm-up: a few steps on the epoch's first architectures (allocator, cuDNN, momentum buffers)
     search.start_epoch(run)
@@ -63,9 +56,6 @@ def one(args, *, bf16: str, channels_last: str, step: str = "current", cudnn_ben
 
     # ---- shared phase
     t_start = B.timed(lambda: search.start_epoch(run), dev)
-    if fast is not None:
-        for g in fast.opt.param_groups:
-            g["lr"] = run.opt.param_groups[0]["lr"]
     want = steps if (cuda and args.steps == 0) else min(args.steps or 10, steps)
     run.step = 0
     B.sync(dev)
@@ -107,8 +97,7 @@ def one(args, *, bf16: str, channels_last: str, step: str = "current", cudnn_ben
     final_derive = t_derive / n_der * cfg.search.derive_samples
     total_h = (PAPER_EPOCHS * epoch + final_derive) / 3600
     return {
-        "bf16": bf16, "channels_last": channels_last, "step": step, "device": dev,
-        "cudnn_benchmark": cudnn_benchmark if cuda else "n/a",
+        "bf16": bf16, "channels_last": channels_last, "host_sync": host_sync, "device": dev,
         "batch": cfg.shared.batch_size, "steps_per_epoch": steps, "steps_measured": done,
         "ctrl_steps_measured": k_ctrl, "derive_measured": k_der, "extrapolated": done < steps or k_ctrl < c.train_steps,
         "t_setup": t_setup, "t_start_epoch": t_start, "t_step": t_step, "t_batch": t_batch,
@@ -118,46 +107,40 @@ def one(args, *, bf16: str, channels_last: str, step: str = "current", cudnn_ben
     }
 
 
-def variants(args) -> list[tuple[str, str, str, str]]:
-    """(step, bf16, channels_last, cudnn_benchmark) for each run."""
+def variants(args) -> list[tuple[str, str, str]]:
+    """(bf16, channels_last, host_sync) for each run."""
     if args.variants:
-        out = []
-        for v in args.variants.split(","):
-            parts = v.split(":") + ["off"] * 4
-            out.append(tuple(parts[:4]))
-        return out
+        return [tuple((v.split(":") + ["off"] * 3)[:3]) for v in args.variants.split(",")]
     combos = [("on", "on"), ("on", "off"), ("off", "on"), ("off", "off")] if args.matrix else \
         [(args.bf16, args.channels_last)]
-    steps = ["current", "proposed"] if args.step == "both" else [args.step]
-    return [(s, bf, cl, args.cudnn_benchmark) for s in steps for bf, cl in combos
-            if not (s == "proposed" and args.matrix and (bf, cl) != combos[0])]
+    return [(bf, cl, args.host_sync) for bf, cl in combos]
 
 
 def run(args) -> dict:
     B.setup_threads(args.threads)
     res = {"machine": B.machine_info(args.device), "device": args.device, "rows": []}
     t0 = time.perf_counter()
-    for s, bf, cl, cb in variants(args):
+    for bf, cl, hs in variants(args):
         if args.total_budget_s and time.perf_counter() - t0 > args.total_budget_s:
-            print(f"# epoch bench: time budget spent, skipping step={s} bf16={bf} channels_last={cl}",
+            print(f"# epoch bench: time budget spent, skipping bf16={bf} channels_last={cl} host_sync={hs}",
                   file=sys.stderr)
             continue
-        res["rows"].append(one(args, bf16=bf, channels_last=cl, step=s, cudnn_benchmark=cb))
+        res["rows"].append(one(args, bf16=bf, channels_last=cl, host_sync=hs))
         x = res["rows"][-1]
-        print(f"# epoch bench: step={s} bf16={bf} channels_last={cl} cudnn.benchmark={cb}: "
+        print(f"# epoch bench: bf16={bf} channels_last={cl} host_sync={hs}: "
               f"{B.fmt_s(x['t_step'])}/step, {x['projected_hours_150']:.2f} h projected", file=sys.stderr, flush=True)
         B.emit(res, args.out)  # after every variant, so a run cut short keeps what it measured
     return res
 
 
 def table(r: dict) -> str:
-    out = ["| step | bf16 | channels_last | cudnn.benchmark | shared step | images/s | data+aug per batch | controller update "
+    out = ["| bf16 | channels_last | host read per step | shared step | images/s | data+aug per batch | controller update "
            "(10 rewards) | epoch | 150 epochs (projected) | measured |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         meas = (f"{x['steps_measured']}/{x['steps_per_epoch']} steps, {x['ctrl_steps_measured']}/30 updates, "
                 f"{x['derive_measured']}/10 derive")
-        out.append(f"| {x['step']} | {x['bf16']} | {x['channels_last']} | {x['cudnn_benchmark']} | {B.fmt_s(x['t_step'])} "
+        out.append(f"| {x['bf16']} | {x['channels_last']} | {x.get('host_sync', 'off')} | {B.fmt_s(x['t_step'])} "
                    f"| {x['images_per_s']:.0f} | {B.fmt_s(x['t_batch'])} | {B.fmt_s(x['t_ctrl_step'])} "
                    f"| {x['epoch_s'] / 60:.1f} min | {x['projected_hours_150']:.2f} h | {meas} |")
     return "\n".join(out)
@@ -169,16 +152,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", default="auto", choices=("auto", "on", "off"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     p.add_argument("--matrix", action="store_true", help="the four bf16 x channels_last combinations")
-    p.add_argument("--step", default="current", choices=("current", "proposed", "both"))
+    p.add_argument("--host-sync", default="off", choices=("on", "off"),
+                   help="read the step's skip flag on the host every step (the old loop's cost)")
     p.add_argument("--steps", type=int, default=0, help="shared steps to run (0: all on CUDA, 10 on CPU)")
     p.add_argument("--ctrl-steps", type=int, default=0, help="controller updates (0: all on CUDA, 2 on CPU)")
     p.add_argument("--derive-n", type=int, default=0, help="per-epoch derive samples (0: all on CUDA, 2 on CPU)")
     p.add_argument("--budget-s", type=float, default=0.0, help="stop the shared phase after this many seconds "
                                                              "and extrapolate (0: no limit)")
     p.add_argument("--warmup", type=int, default=1, help="untimed shared steps first")
-    p.add_argument("--cudnn-benchmark", default="off", choices=("on", "off"))
-    p.add_argument("--variants", default="", help="comma list of step:bf16:channels_last[:cudnn_benchmark], "
-                                                 "e.g. current:on:on,proposed:on:on:on (overrides the flags above)")
+    p.add_argument("--variants", default="", help="comma list of bf16:channels_last[:host_sync], "
+                                                 "e.g. on:on,off:off,on:on:on (overrides the flags above)")
     p.add_argument("--total-budget-s", type=float, default=0.0, help="start no new variant after this many "
                                                                    "seconds")
     return p

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Speed benchmarks on one CUDA GPU (written for an H100/H200), about 7 minutes at most; prints a short
+# Speed benchmarks on one CUDA GPU (written for an H100/H200), under 8 minutes; prints a short
 # table last. Every step has its own time limit, so the whole script stays inside 8 minutes even when a
 # step is slower than expected (a step cut short keeps what it had measured).
 #
 #   bash bench/gpu.sh            # results (JSON) in a temporary folder, or OUT=dir bash bench/gpu.sh
 #
 # 1. one epoch of the paper's micro search (20 channels, 6+2 cells, batch 160, 45,000 images 32x32, random
-#    data) with bf16 x channels_last on/off, the current step and the proposed sync-free step
-#    (bench/fast_step.py), the last also with cudnn.benchmark; projected hours for 150 epochs;
+#    data) with bf16 x channels_last on/off, and once with a host read per step (what the per-step
+#    non-finite check cost before enas.guard); projected hours for 150 epochs;
 # 2. supernet step / fixed-model step and peak memory (torch.cuda.max_memory_allocated), micro, macro, rnn,
 #    at the presets' batch sizes, 5 random architectures each;
-# 3. controller cost per shared step at the micro search configuration.
+# 3. controller cost per shared step at the micro search configuration;
+# 4. torch.compile for final training: the micro-final network (paper cell, 36 channels, 15+2 cells, batch
+#    144) eager vs compiled, compile time and break-even (last: it is the one allowed to run out of time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d -t enas-gpu-bench-XXXX)}"
@@ -34,13 +36,14 @@ step() {  # step LIMIT_S NAME ARGS...: run one benchmark under a time limit, nev
     echo "   $name: $((SECONDS - t0)) s" >&2
 }
 
-# epoch: each variant stops its shared phase after 20 s and extrapolates; no new variant after 230 s
-step 270 epoch bench/epoch.py --device cuda --budget-s 20 --total-budget-s 230 \
-    --variants current:on:on,current:on:off,current:off:on,current:off:off,proposed:on:on,proposed:on:on:on \
+# epoch: each variant stops its shared phase after 15 s and extrapolates; no new variant after 170 s
+step 210 epoch bench/epoch.py --device cuda --budget-s 15 --total-budget-s 170 \
+    --variants on:on,on:off,off:on,off:off,on:on:on \
     --out "$OUT/epoch.json"
-step 110 supernet_vs_fixed bench/supernet_vs_fixed.py --device cuda --batch 0 --archs 5 --repeats 5 \
+step 100 supernet_vs_fixed bench/supernet_vs_fixed.py --device cuda --batch 0 --archs 5 --repeats 5 \
     --out "$OUT/supernet_vs_fixed.json"
-step 60 controller bench/controller.py --device cuda --repeats 5 --out "$OUT/controller.json"
+step 50 controller bench/controller.py --device cuda --repeats 5 --out "$OUT/controller.json"
+step 100 compile_fixed bench/compile_fixed.py --device cuda --full --repeats 10 --out "$OUT/compile_fixed.json"
 
 echo "results: $OUT" >&2
 echo

@@ -30,7 +30,7 @@ def summary(d: Path) -> str:
     out.append("| micro search epoch (batch 160) | step | imgs/s | ctrl update | epoch | 150 epochs | <= 1 h |")
     out.append("|---|---|---|---|---|---|---|")
     for x in (ep or {}).get("rows", []):
-        name = f"{x['step']} bf16={x['bf16']} cl={x['channels_last']} cudnn.bm={x.get('cudnn_benchmark', 'n/a')}"
+        name = f"bf16={x['bf16']} cl={x['channels_last']}" + (" + host read/step" if x.get("host_sync") == "on" else "")
         ok = "yes" if x["projected_hours_150"] <= 1.0 else "NO"
         out.append(f"| {name} | {B.fmt_s(x['t_step'])} | {x['images_per_s']:.0f} | {B.fmt_s(x['t_ctrl_step'])} "
                    f"| {x['epoch_s']:.1f} s | {x['projected_hours_150']:.2f} h | {ok} |")
@@ -52,6 +52,16 @@ def summary(d: Path) -> str:
                     f"update {B.fmt_s(ct['t_update'])}"]
     else:
         out += ["", "controller benchmark missing"]
+    cf = _load(d, "compile_fixed.json")
+    if cf:
+        be = cf["break_even_steps"]
+        out += ["", f"torch.compile, micro-final ({cf['params']:,} params, batch {cf['batch']}): eager "
+                    f"{B.fmt_s(cf['t_eager'])}, compiled {B.fmt_s(cf['t_compiled'])} ({cf['speedup']:.2f}x); "
+                    f"first call {B.fmt_s(cf['t_compile'])}, next values {B.fmt_s(cf['t_second_value'])} / "
+                    f"{B.fmt_s(cf['t_third_value'])}; pays off after "
+                    + ("never" if be is None else f"{be:.0f} steps")]
+    else:
+        out += ["", "compile benchmark missing (cut short or failed)"]
     return "\n".join(out)
 
 

@@ -25,10 +25,11 @@ def _args(mod, argv: list[str]):
 
 
 def run_all(quick: bool, json_dir: str | None, threads: int) -> dict:
+    import compile_fixed
     import controller
     import derive
     import epoch
-    import proposals
+    import host_bound
     import scaling
     import supernet_vs_fixed as svf
     import sync_audit
@@ -43,7 +44,9 @@ def run_all(quick: bool, json_dir: str | None, threads: int) -> dict:
             "scaling": (scaling, ["--repeats", "1", "--batch", "2", "--batches", "2,4", "--layers", "1,2",
                                   "--ops", "2,3"]),
             "epoch": (epoch, ["--steps", "1", "--ctrl-steps", "1", "--derive-n", "1", "--warmup", "0"]),
-            "proposals": (proposals, ["--archs", "1", "--repeats", "1", "--batches", "2", "--host-repeats", "1"]),
+            "host_bound": (host_bound, ["--archs", "1", "--repeats", "1"]),
+            "compile_fixed": (compile_fixed, ["--channels", "4", "--layers", "1", "--batch", "4", "--repeats", "1",
+                                              "--warmup", "0"]),
             "sync_audit": (sync_audit, []),
         }
     else:
@@ -53,7 +56,8 @@ def run_all(quick: bool, json_dir: str | None, threads: int) -> dict:
             "derive": (derive, ["--n", "20"]),
             "scaling": (scaling, ["--repeats", "3"]),
             "epoch": (epoch, ["--steps", "10", "--ctrl-steps", "2", "--derive-n", "2"]),
-            "proposals": (proposals, ["--archs", "3", "--repeats", "4", "--batches", "16", "--host-repeats", "8"]),
+            "host_bound": (host_bound, ["--archs", "3", "--repeats", "8"]),
+            "compile_fixed": (compile_fixed, ["--channels", "8", "--layers", "3", "--batch", "16", "--repeats", "5"]),
             "sync_audit": (sync_audit, []),
         }
     results, durations = {}, {}
@@ -120,25 +124,24 @@ def _targets(r: dict) -> list[str]:
         f"| ... and flat as candidates are added ({ops[0]['ops']} -> {ops[-1]['ops']} ops) | saved activations "
         f"x{flat_m:.3f}, step time x{flat_t:.2f} (max/min over the sweep) | {_status(flat_m <= 1.02 and flat_t <= 1.10)} |",
         "| (informative) the same ratio when the step is host-bound, as on a GPU (batch 2, 8x8) | "
-        + ", ".join(f"{x['space']} {x['ratio_current']:.3f} now, {x['ratio_proposed']:.3f} with the proposed step"
-                    for x in r["proposals"].get("host_bound", [])) + " | see below |",
+        + ", ".join(f"{x['space']} {x['ratio']:.3f}" for x in r["host_bound"]["host_bound"]) + " | see below |",
         f"| full paper micro search <= 1 GPU-hour on an H100 | pending (no GPU lent); CPU projection "
         f"{ep['projected_hours_150']:.0f} h on 1 thread | pending |",
     ]
 
 
 def write_doc(r: dict, path: Path) -> None:
+    import compile_fixed
     import controller
     import derive
     import epoch
-    import proposals
+    import host_bound
     import scaling
     import supernet_vs_fixed as svf
     import sync_audit
     m = r["_machine"]
     sv = r["supernet_vs_fixed"]
     ep = r["epoch"]["rows"][0]
-    pr = r["proposals"]["results"]
     lines = [
         "# Speed benchmarks (issue #4)",
         "",
@@ -153,14 +156,14 @@ def write_doc(r: dict, path: Path) -> None:
         f"| load average at the end | {m['loadavg']} (other jobs shared the machine) |",
         "",
         "**GPU numbers pending: no GPU was lent to this session.** `bash bench/gpu.sh` on an H100/H200 measures "
-        "the epoch (bf16 x channels_last, current and proposed step), the supernet/fixed ratios with "
+        "the epoch (bf16 x channels_last, with and without a host read per step), the supernet/fixed ratios with "
         "`torch.cuda.max_memory_allocated`, and the controller share, in under 8 minutes, and prints a table.",
         "",
         "## Method",
         "",
         "* All timings are in one process, one torch thread (`torch.set_num_threads(1)`), variants interleaved "
         "(A, B, A, B, ... with the order rotated each round) after a warm-up, reported as medians over repeats "
-        "and ratios of medians. Paired variants (supernet vs fixed, current vs proposed step) restore the "
+        "and ratios of medians. Paired variants (supernet vs fixed) restore the "
         "data cursor and every generator before each variant, so both run on the same batch, augmentation and "
         "dropout masks. Other jobs were running on this 2-core machine, so single times are noisy; the ratios "
         "are what to read. The supernet/fixed table also gives the ratio of the fastest repeats (least "
@@ -239,64 +242,55 @@ def write_doc(r: dict, path: Path) -> None:
         "",
         sync_audit.table(r["sync_audit"]),
         "",
-        "On CUDA, in `search.shared_step` three of these synchronise every step: the `bool(...)` of the "
-        "non-finite check, `torch.tensor(float(len(y)), device=...)` in `_image_loss` and "
-        "`perm[a:b].to(device)` in `ImageTask.next_train_batch` (a pageable host-to-device copy waits for the "
-        "stream). The per-parameter `to` inside `clip_grad_norm_` moves nothing (same device), and "
-        "Adam's `item` reads its host-side step counter. In the controller phase, `valid_perm[a:b].to(device)` "
-        "synchronises once per reward forward (300 per epoch) and `decode`'s `tolist` once per update (needed: "
-        "architectures are Python data). The proposed step has none.",
+        "None of the shared step's calls waits for the device on CUDA: the `to` inside `clip_grad_norm_` "
+        "and the fused SGD's `found_inf.to(device)` are same-device moves (no copy). The non-finite check "
+        "no longer reads the device (`enas.guard`: a device flag that the fused SGD kernel reads to skip its "
+        "update; counters read at log intervals and checkpoints), the sample count is a device fill, and the "
+        "epoch's permutation lives on the device. In the controller phase Adam's `item` reads its host-side "
+        "step counter (no device wait), `decode`'s `tolist` runs once per update (needed: architectures are "
+        "Python data) and the phase's statistics are read once at its end.",
         "",
-        "## Proposed changes and measured gains",
+        "## Host-bound steps",
         "",
-        "`bench/fast_step.py` implements the proposed shared step; `bench/proposals.py` times it against "
-        "`search.shared_step` on the same batches (supernet, random architectures):",
+        "`bench/host_bound.py`: supernet vs fixed model, both stepped by `search.shared_step`, at batch 2 on 8x8 "
+        "images (almost no arithmetic: the time is the host's work per step, the regime of a small network's "
+        "step on a GPU). The two module walks the step no longer does every step are timed alone.",
         "",
-        proposals.table(r["proposals"]),
+        host_bound.table(r["host_bound"]),
         "",
-        "At a CPU batch the step is compute-bound and the proposal changes little. In the host-bound "
-        "table (batch 2 on 8x8 images: almost no arithmetic, so the time is the host's work per step: Python, "
-        "dispatch, one kernel call per op) the current supernet step costs "
-        + ", ".join(f"{x['space']} {x['ratio_current']:.2f}x" for x in r["proposals"].get("host_bound", []))
-        + " the fixed model's (target <= 1.10): `model.train()` and `model.parameters()` walk "
-        "every module of the supernet each step (micro: "
-        + next((f"{x['modules']} modules, {B.fmt_s(x['t_train_call'])} + {B.fmt_s(x['t_parameters_call'])}"
-                for x in pr if x["space"] == "micro"), "n/a")
-        + " per step here); the proposed step brings it to "
-        + ", ".join(f"{x['space']} {x['ratio_proposed']:.2f}x" for x in r["proposals"].get("host_bound", []))
-        + ". This is the regime of a GPU: a micro step at batch 160 is launch-bound (a few tens of ms on an "
-        "H100), so host work per step is step time, and a synchronisation per step stops the host from "
-        "queueing the next step while the GPU works. Measured on CUDA by `bench/gpu.sh` (pending).",
+        "## torch.compile for final training (`run.compile=on`)",
         "",
-        "1. `src/enas/search.py`, `shared_step`: set `model.train()` once per phase (in `train_shared`, "
-        "and `eval()` in `train_controller`/`derive` as now) instead of every step; build the parameter list "
-        "once (`run.params = list(model.parameters())` in `setup`) instead of `model.parameters()` per step.",
-        "2. `src/enas/search.py`, `shared_step` + `src/enas/build.py`, `sgd`: make the non-finite check "
-        "device-side: after `clip_grad_norm_`, `torch._amp_foreach_non_finite_check_and_unscale_(grads, "
-        "found_inf, one)` and `found_inf |= ~isfinite(loss)`; use `SGD(fused=True)` with momentum buffers "
-        "created as zeros up front (same arithmetic as the lazy `buf = grad` when dampening is 0; the fused "
-        "kernel otherwise rejects a mix of parameters with and without buffers, the reason `build.sgd` gives "
-        "for foreach) and set `opt.found_inf = found_inf` so the kernel skips the update on the device. Keep "
-        "consecutive/total skip counters as device tensors and check them in `_log_interval` (which already "
-        "reads the device) to warn and raise `NonFiniteError`; the metric sums multiply by `1 - found_inf`. "
-        "Verified: identical parameters to the current step for 4 steps with foreach SGD; with fused SGD equal "
-        "to float rounding (1e-9 after 2 steps). The same applies to `src/enas/train.py`'s loop (its BatchNorm "
-        "buffer restore becomes a `torch.where` per buffer).",
-        "3. `src/enas/search.py`, `_image_loss`: `torch.full((), float(len(y)), device=y.device)` instead of "
-        "`torch.tensor(float(len(y)), device=y.device)` (a fill, not a synchronising copy).",
-        "4. `src/enas/tasks.py`, `ImageTask.start_epoch`/`next_valid_batch`/`load_state_dict`: move `perm` and "
-        "`valid_perm` to the device once when drawn (`torch.randperm(n, generator=cpu_gen).to(device)`), so "
-        "per-step slicing stays on the device; the checkpoint keeps saving them (moved to the CPU by "
-        "`torch.save`/`load` with `map_location`).",
-        "5. `src/enas/search.py`/`train.py`: `torch.backends.cudnn.benchmark = True` on CUDA (the micro "
-        "space has few distinct conv shapes, each tuned once); measured by `bench/gpu.sh` "
-        "(`proposed:on:on:on`).",
+        "`bench/compile_fixed.py`: one `enas.train.fixed_step` of the paper's micro cell, eager vs "
+        "`torch.compile`, same weights and batch, interleaved. On CPU a small copy of the network (compiling "
+        "the full micro-final network on 2 cores takes too long for this suite); `bench/gpu.sh` runs the full one.",
+        "",
+        compile_fixed.table(r["compile_fixed"]),
+        "",
+        "Drop-path's probability ramps up every step; `enas train` hands it to a compiled model as a 0-dim "
+        "device tensor, so new values do not recompile (the second and third columns are ordinary steps; as a "
+        "Python float the second value recompiled: 147 s here). `run.compile` stays `off` by default until "
+        "the GPU numbers say where it pays.",
+        "",
+        "## Changes made for speed (measured by these scripts)",
+        "",
+        "1. `search.shared_step` sets `model.train()` only when the mode changes and takes its parameter list "
+        "from the optimizer: no walk over the supernet's modules per step (see the host-bound table).",
+        "2. Non-finite steps are skipped on the device (`enas.guard`): `build.sgd` is a fused SGD with "
+        "momentum buffers made up front as zeros (the arithmetic of torch's lazy first step when dampening is "
+        "0; tested against foreach SGD), whose kernel skips the update when the guard's flag is set; skip "
+        "counters stay on the device and are read at log intervals and checkpoints, which also raise "
+        "`NonFiniteError` after `run.max_nonfinite` skips in a row. `enas train` does the same, rolling "
+        "BatchNorm statistics back to the last sync point when a skip is found.",
+        "3. Sample counts are device fills (`torch.full`), not host-to-device copies.",
+        "4. The epoch's data permutation is moved to the device once per epoch.",
+        "5. `torch.backends.cudnn.benchmark = True` on CUDA (the micro space has few distinct conv shapes, "
+        "each tuned once).",
         "6. Already in place and confirmed here: the epoch's architectures are sampled in one batched call "
         f"(281 architectures in {B.fmt_s(r['controller']['t_batched'])} vs {B.fmt_s(r['controller']['t_singles'])} "
         f"by single calls, {r['controller']['batched_speedup']:.0f}x), data and augmentation on the device, "
-        "foreach SGD / clipping, bf16 autocast and channels_last behind `run.bf16`/`run.channels_last` "
+        "fused SGD, foreach clipping, bf16 autocast and channels_last behind `run.bf16`/`run.channels_last` "
         "(`auto` = on for CUDA), `torch.compile` behind `run.compile` for final training of a fixed model "
-        "(not measured by these scripts: the issue's benchmarks are about the search).",
+        "(measured above).",
         "",
         "## How to run",
         "",
@@ -307,7 +301,7 @@ def write_doc(r: dict, path: Path) -> None:
         "python bench/derive.py --n 100",
         "python bench/scaling.py",
         "python bench/epoch.py [--device cuda --bf16 on --channels-last on | --matrix]",
-        "python bench/proposals.py; python bench/sync_audit.py",
+        "python bench/host_bound.py; python bench/sync_audit.py; python bench/compile_fixed.py",
         "bash bench/gpu.sh                       # on a CUDA machine, < 8 minutes, table last",
         "```",
         "",

@@ -1,6 +1,6 @@
 """Find the host-device synchronisation points of the hot loop without a GPU.
 
-Runs one shared step (``search.shared_step`` and the proposed ``fast_step.FastStep``), one controller update
+Runs one shared step (``search.shared_step``), one controller update
 and ``start_epoch`` on CPU under a ``TorchFunctionMode`` that records every call that synchronises the host
 with a CUDA device when the tensor lives there: ``item``, ``bool``/``int``/``float`` of a tensor, ``tolist``,
 ``cpu``/``numpy``, a ``to``/``copy_`` or ``torch.tensor(..., device=...)`` that moves host data to the device
@@ -71,7 +71,6 @@ def audit(fn) -> collections.Counter:
 
 def run(args) -> dict:
     from enas import search
-    from fast_step import FastStep
     B.setup_threads(args.threads)
     cfg = B.load_cfg("micro-search", ["run.device=cpu", "shared.batch_size=4", "controller.num_aggregate=2",
                                       "controller.train_steps=1"])
@@ -82,9 +81,6 @@ def run(args) -> dict:
     res["start_epoch (once per epoch)"] = audit(lambda: search.start_epoch(run_))
     B.shared_step(run_, arch)
     res["search.shared_step (every step)"] = audit(lambda: search.shared_step(run_, arch))
-    fs = FastStep(run_)
-    fs.step(arch)
-    res["proposed FastStep.step (every step)"] = audit(lambda: fs.step(arch))
     res["search.train_controller, 1 update of 2 archs"] = audit(lambda: search.train_controller(run_))
     return {k: dict(v) for k, v in res.items()}
 
