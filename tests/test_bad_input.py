@@ -185,6 +185,8 @@ CASES = [
      "shared.lr_schedule: expected cosine, exp or constant"),
     ("ovr-bad-device", ["search", *TINY, "run.device=tpu"],
      "run.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("ovr-zero-log-every", ["train", "{in}/good.json", *TINY, "run.log_every=0"], "run.log_every: must be >= 1"),
+    ("ovr-bad-compile", ["search", *TINY, "run.compile=max"], "run.compile: expected on or off, got 'max'"),
     ("ovr-bad-op-list", ["search", *TINY, "space_cfg.ops=conv_9x9,identity"], "unknown op 'conv_9x9'"),
     ("ovr-several-errors", ["search", *TINY, "shared.epochs=x", "run.seed=y"],
      "shared.epochs: expected an integer, got 'x'; run.seed: expected an integer, got 'y'"),

@@ -521,6 +521,8 @@ def check(cfg: Config) -> list[str]:
         e.append(f"run.device: expected auto, cpu, cuda or cuda:N, got {r.device!r}")
     if r.max_nonfinite < 1:
         e.append("run.max_nonfinite: must be >= 1")
+    if r.log_every < 1:
+        e.append("run.log_every: must be >= 1")
     return e
 
 
