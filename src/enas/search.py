@@ -26,11 +26,11 @@ from typing import Callable
 import torch
 
 from . import bn, build, checkpoint, config as C, reinforce, spaces
-from .guard import StepGuard, skip_mask
 from . import distributed as D
+from .guard import StepGuard, skip_mask
 from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, truncate, write_json)
-from .tasks import ImageTask, accuracy, load_image_splits
+from .tasks import ImageTask, load_image_splits
 
 log = logging.getLogger("enas")
 
@@ -101,7 +101,10 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
         task = ImageTask(train, valid, test, batch_size=cfg.shared.batch_size,
                          eval_batch_size=cfg.shared.eval_batch_size, pad=pad, flip=cfg.data.flip,
                          cutout=cfg.shared.cutout, device=device, data_gen=gens["data"], aug_gen=gens["aug"],
-                         channels_last=chl, num_classes=ds.num_classes)
+                         channels_last=chl, num_classes=ds.num_classes,
+                         autocast=build.autocast_factory(cfg, device),
+                         reward_recalibrate=cfg.search.bn_recalibrate if cfg.controller.reward_bn_recalibrate else 0,
+                         calib_seed=cfg.run.seed)
         task.rank, task.world = dist.rank, dist.world  # each rank takes its shard of every global minibatch
         model = build.make_cnn(cfg.space, space, cfg.net, num_classes=ds.num_classes, in_channels=ds.in_channels)
         model = D.use_global_batch_norm(model, dist)  # batch statistics of the global batch (no-op single)
@@ -119,7 +122,9 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
     ctrl_opt = None
     if any(True for _ in controller.parameters()):
         c = cfg.controller
-        ctrl_opt = torch.optim.Adam(controller.parameters(), lr=c.lr, betas=(c.beta1, 0.999), eps=c.eps)
+        # fused: one kernel per update, and its step counter lives on the device (no host read per step)
+        ctrl_opt = torch.optim.Adam(controller.parameters(), lr=c.lr, betas=(c.beta1, 0.999), eps=c.eps,
+                                    fused=True)
     # append-only files go back to their size at the checkpoint (to nothing when starting afresh)
     size = state["metrics_size"] if state is not None else 0
     if state is None or "archs_size" in state:
@@ -287,29 +292,18 @@ def _log_interval(run: SearchRun) -> None:
 
 
 def reward_of(run: SearchRun, arch, batch) -> torch.Tensor:
-    if hasattr(run.task, "reward"):
-        return run.task.reward(run.model, arch, batch)
-    if bn.uses_running_stats(run.model):
-        if run.cfg.controller.reward_bn_recalibrate:
-            recalibrate_for(run, arch, calibration_batches(run, run.cfg.search.bn_recalibrate))
-        else:  # the reference's batch statistics: the running ones are stale for this architecture
-            with bn.batch_stats(run.model):
-                return accuracy(run.model, arch, [batch], run.autocast)
-    return accuracy(run.model, arch, [batch], run.autocast)
+    """The controller's reward for ``arch`` on one validation batch (the task decides: accuracy, 80/ppl)."""
+    return run.task.reward(run.model, arch, batch)
 
 
 def calibration_batches(run: SearchRun, count: int) -> list:
-    """``count`` fixed un-augmented training batches for BN recalibration (no data-order state is consumed)."""
-    t = run.task
-    return bn.calibration_inputs(t.train.x, count, t.batch_size, t._prep, seed=run.cfg.run.seed)
+    """``count`` fixed training batches for BN recalibration (none for a model without BN)."""
+    return run.task.calibration_batches(count)
 
 
 def recalibrate_for(run: SearchRun, arch, batches: list) -> None:
-    """Re-estimate the supernet's BN statistics for ``arch`` (enas.bn.recalibrate); leaves it in eval mode."""
-    def forward(x):
-        with run.autocast():
-            run.model(x, arch)
-    bn.recalibrate(run.model, forward, batches)
+    """Re-estimate the supernet's BN statistics for ``arch``; leaves it in eval mode."""
+    run.task.recalibrate(run.model, arch, batches)
 
 
 def train_controller(run: SearchRun) -> dict:
@@ -357,7 +351,7 @@ def derive(run: SearchRun, n: int, generator: torch.Generator) -> list[dict]:
     actions = _policy(run)(n, generator=generator).actions
     archs = decode(run, actions)
     n = run.cfg.search.bn_recalibrate
-    calib = calibration_batches(run, n) if n > 0 and not hasattr(run.task, "score") else None
+    calib = calibration_batches(run, n) if n > 0 else None
     scores = torch.stack([_score(run, a, batches, calib) for a in archs]).tolist()
     table = [{"score": s, "actions": a, "arch": run.mod.to_dict(arch)}
              for s, a, arch in zip(scores, actions.tolist(), archs)]
@@ -366,15 +360,9 @@ def derive(run: SearchRun, n: int, generator: torch.Generator) -> list[dict]:
 
 
 def _score(run: SearchRun, arch, batches, calib: list | None = None) -> torch.Tensor:
-    """``arch``'s score on ``batches``; with ``calib`` (training batches) its BN statistics are re-estimated
-    first, otherwise the batch statistics are used."""
-    if hasattr(run.task, "score"):
-        return run.task.score(run.model, arch, batches)
-    if calib and bn.has_bn(run.model):
-        recalibrate_for(run, arch, calib)
-        return accuracy(run.model, arch, batches, run.autocast)
-    with bn.batch_stats(run.model):
-        return accuracy(run.model, arch, batches, run.autocast)
+    """``arch``'s derive score on ``batches``; with ``calib`` (training batches) its BN statistics are
+    re-estimated first, otherwise the batch statistics are used."""
+    return run.task.score(run.model, arch, batches, calib)
 
 
 def op_frequencies(run: SearchRun, actions: torch.Tensor) -> dict:

@@ -7,11 +7,14 @@ Random choices come from the generators passed in (``data`` on CPU for orders, `
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from . import bn
 from .config import Config
 from .data import augment as A
 from .data.images import ImageDataset, channel_stats, load_images, split_validation
@@ -39,8 +42,15 @@ class ImageTask:
 
     def __init__(self, train: Split, valid: Split | None, test: Split, *, batch_size: int, eval_batch_size: int,
                  pad: int, flip: bool, cutout: int, device: torch.device, data_gen: torch.Generator,
-                 aug_gen: torch.Generator, channels_last: bool = False, num_classes: int = 10):
+                 aug_gen: torch.Generator, channels_last: bool = False, num_classes: int = 10,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 reward_recalibrate: int = 0, calib_seed: int = 0):
         self.device = device
+        # scoring a sampled architecture (controller reward, derive): see ``reward`` and ``score``
+        self.autocast = autocast
+        self.reward_recalibrate = reward_recalibrate  # calibration batches before each reward (0: none)
+        self.calib_seed = calib_seed
+        self._calib: dict[int, list] = {}
         self.train = Split(train.x.to(device), train.y.to(device))
         self.valid = Split(valid.x.to(device), valid.y.to(device)) if valid is not None else None
         self.test = Split(test.x.to(device), test.y.to(device))
@@ -135,6 +145,44 @@ class ImageTask:
 
     def after_step(self, bad: torch.Tensor) -> None:
         """Nothing to reset after a skipped step (``bad`` = 1. on the device): image batches carry no state."""
+
+    # ------------------------------------------------------------- scoring a sampled architecture
+    def calibration_batches(self, count: int) -> list:
+        """``count`` fixed un-augmented training batches for BN recalibration (made once per count; no
+        data-order state is consumed)."""
+        if count not in self._calib:
+            self._calib[count] = bn.calibration_inputs(self.train.x, count, self.batch_size, self._prep,
+                                                       seed=self.calib_seed)
+        return self._calib[count]
+
+    def recalibrate(self, model, arch, batches: list) -> None:
+        """Re-estimate the supernet's BN statistics for ``arch`` (``enas.bn.recalibrate``); leaves it in eval
+        mode."""
+        def forward(x):
+            with self.autocast():
+                model(x, arch)
+        bn.recalibrate(model, forward, batches)
+
+    def reward(self, model, arch, batch) -> torch.Tensor:
+        """The controller's reward: accuracy on one validation batch. With running BN statistics they are
+        either re-estimated for ``arch`` first (``reward_recalibrate`` batches) or, as in the reference, the
+        batch statistics are used (the running ones are stale for this architecture)."""
+        if bn.uses_running_stats(model):
+            if self.reward_recalibrate > 0:
+                self.recalibrate(model, arch, self.calibration_batches(self.reward_recalibrate))
+            else:
+                with bn.batch_stats(model):
+                    return accuracy(model, arch, [batch], self.autocast)
+        return accuracy(model, arch, [batch], self.autocast)
+
+    def score(self, model, arch, batches, calib: list | None = None) -> torch.Tensor:
+        """Derive score: accuracy over ``batches``; with ``calib`` (training batches) the BN statistics are
+        re-estimated for ``arch`` first, otherwise the batch statistics are used."""
+        if calib and bn.has_bn(model):
+            self.recalibrate(model, arch, calib)
+            return accuracy(model, arch, batches, self.autocast)
+        with bn.batch_stats(model):
+            return accuracy(model, arch, batches, self.autocast)
 
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:

@@ -123,8 +123,13 @@ class TextTask:
         """``c / ppl`` on one validation batch (the paper's reward, c = 80)."""
         return self.reward_c / torch.exp(self._nll(model, arch, [batch]))
 
-    def score(self, model, arch, batches) -> torch.Tensor:
+    def score(self, model, arch, batches, calib: list | None = None) -> torch.Tensor:
+        """Derive score: ``c / ppl`` over ``batches`` (``calib`` is unused: the language models have no BN)."""
         return self.reward_c / torch.exp(self._nll(model, arch, batches))
+
+    def calibration_batches(self, count: int) -> list:
+        """No BatchNorm to recalibrate: no batches."""
+        return []
 
     def state_dict(self) -> dict:
         return {"pos": self.pos, "hidden": self.hidden, "valid_pos": self.valid_pos}
