@@ -1,19 +1,22 @@
 """`run.compile=on`: final training through torch.compile works, and drop-path's ramp does not recompile."""
 
 import random
+import shutil
 
 import pytest
 import torch
+import torch._dynamo
 
 from enas import build, config as C
 from enas.spaces import micro
 from enas.train import train_fixed
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                                 reason="torch.compile on CPU needs a C++ compiler (g++, c++ or clang++); none found")]
 
 
 def test_compiled_final_training_runs_without_recompiling(tmp_path, monkeypatch):
-    import torch._dynamo
     torch._dynamo.reset()
     # the drop-path probability changes every step (it ramps up over training): passed as a device tensor it
     # must not trigger a single recompilation
