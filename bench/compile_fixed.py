@@ -39,9 +39,18 @@ def build_step(cfg, model, device):
 
 def run(args) -> dict:
     import torch
+    import torch._functorch.config
+    import torch._inductor.config
     from enas import build
     from enas.spaces import micro as MI
     B.setup_threads(args.threads)
+    if not args.warm_cache:  # measure a first compilation, not a hit in inductor's caches from an earlier run
+        import os
+        import tempfile
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="enas-compile-bench-")
+        torch._inductor.config.fx_graph_cache = False
+        if hasattr(torch._functorch.config, "enable_autograd_cache"):
+            torch._functorch.config.enable_autograd_cache = False
     dev = torch.device(args.device)
     ov = [f"run.device={args.device}"]
     if not args.full:
@@ -115,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warm-cache", action="store_true", help="let inductor reuse its on-disk caches (the first "
+                                                             "call then measures a cache hit, not a compilation)")
     return p
 
 
