@@ -81,10 +81,17 @@ def run(args) -> dict:
     def compiled_step(value: float) -> None:
         step_c(compiled, x, y, p_dev.fill_(value))
     t_eager_first = B.timed(lambda: step_e(eager, x, y, p), dev)
+    info = {"machine": B.machine_info(args.device), "device": args.device, "batch": bs,
+            "channels": cfg.final_net.channels, "layers": cfg.final_net.num_layers,
+            "params": sum(q.numel() for q in eager.parameters()),
+            "bf16": build.flag(cfg.run.bf16, dev), "channels_last": chl, "t_first_eager": t_eager_first}
+    # a run cut short by a time limit keeps what it had: the start time of the compilation, then its length
+    B.emit({**info, "partial": "compiling", "compile_started_unix": time.time()}, args.out)
     t0 = time.perf_counter()
     compiled_step(p)
     B.sync(dev)
     t_compile = time.perf_counter() - t0
+    B.emit({**info, "partial": "compiled, timing steps", "t_compile": t_compile}, args.out)
     # later values of the drop-path probability must not recompile
     t_second = B.timed(lambda: compiled_step(p * 0.9), dev)
     t_third = B.timed(lambda: compiled_step(p * 0.8), dev)
@@ -92,12 +99,8 @@ def run(args) -> dict:
                          repeats=args.repeats, warmup=args.warmup, device=dev)
     t = B.summarize(times)
     gain = t["eager"] - t["compiled"]
-    return {"machine": B.machine_info(args.device), "device": args.device, "batch": bs,
-            "channels": cfg.final_net.channels, "layers": cfg.final_net.num_layers,
-            "params": sum(q.numel() for q in eager.parameters()),
-            "bf16": build.flag(cfg.run.bf16, dev), "channels_last": chl,
-            "t_eager": t["eager"], "t_compiled": t["compiled"], "speedup": t["eager"] / t["compiled"],
-            "t_first_eager": t_eager_first, "t_compile": t_compile, "t_second_value": t_second,
+    return {**info, "t_eager": t["eager"], "t_compiled": t["compiled"], "speedup": t["eager"] / t["compiled"],
+            "t_compile": t_compile, "t_second_value": t_second,
             "t_third_value": t_third,
             "break_even_steps": (t_compile - t["compiled"]) / gain if gain > 0 else None}
 

@@ -53,7 +53,12 @@ def summary(d: Path) -> str:
     else:
         out += ["", "controller benchmark missing"]
     cf = _load(d, "compile_fixed.json")
-    if cf:
+    if cf and cf.get("partial"):  # cut short by its time limit
+        done = (f"first compilation {B.fmt_s(cf['t_compile'])}" if "t_compile" in cf
+                else "first compilation still running at the time limit")
+        out += ["", f"torch.compile, micro-final ({cf['params']:,} params, batch {cf['batch']}): cut short "
+                    f"({cf['partial']}); eager first step {B.fmt_s(cf['t_first_eager'])}, {done}"]
+    elif cf:
         be = cf["break_even_steps"]
         out += ["", f"torch.compile, micro-final ({cf['params']:,} params, batch {cf['batch']}): eager "
                     f"{B.fmt_s(cf['t_eager'])}, compiled {B.fmt_s(cf['t_compiled'])} ({cf['speedup']:.2f}x); "
