@@ -97,22 +97,88 @@ def test_guard_state_round_trips_and_reads_legacy_counters():
     assert legacy.total == 7 and legacy.counts.tolist() == [2.0, 2.0, 7.0]
 
 
-def test_momentum_buffers_are_filled_after_loading_a_lazy_optimizers_state():
+def test_a_foreach_optimizers_checkpoint_loads_into_the_fused_one():
+    """Checkpoints written before the fused optimizers: loading one keeps the fused SGD fused (a foreach SGD
+    refuses found_inf), fills the lazily made momentum buffers, and the guard still skips a flagged step."""
     ps = _params(3)
     lazy = torch.optim.SGD(ps, lr=0.1, momentum=0.9, foreach=True)
     ps[0].grad = torch.ones_like(ps[0])
     lazy.step()
-    opt = build.sgd(ps, HP, torch.device("cpu"))
-    opt.load_state_dict(lazy.state_dict())
-    build.fill_momentum_buffers(opt)
+    guard = StepGuard(torch.device("cpu"), max_run=3, hint="x")
+    opt = build.sgd(ps, HP, torch.device("cpu"), found_inf=guard.found_inf)
+    build.load_optimizer_state(opt, lazy.state_dict())
+    assert all(g["fused"] and not g["foreach"] for g in opt.param_groups)
     assert all(opt.state[p]["momentum_buffer"] is not None for p in ps)
     assert torch.equal(opt.state[ps[0]]["momentum_buffer"], torch.ones(3, 5))
     for p in ps:
         p.grad = torch.ones_like(p)
-    opt.step()  # the fused kernel accepts the mix
+    before = [p.detach().clone() for p in ps]
+    guard.found_inf.fill_(1.0)
+    opt.step()  # skipped on the device
+    assert all(torch.equal(p, q) for p, q in zip(ps, before))
+    guard.found_inf.zero_()
+    opt.step()  # the fused kernel accepts the mix of loaded and new buffers
+    assert not any(torch.equal(p, q) for p, q in zip(ps, before))
+
+
+def test_a_foreach_adams_checkpoint_loads_into_the_fused_one():
+    ps = _params(4, n=2)
+    old = torch.optim.Adam(ps, lr=0.01, betas=(0.0, 0.999), eps=1e-3, foreach=True)
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    old.step()
+    new = torch.optim.Adam(ps, lr=0.01, betas=(0.0, 0.999), eps=1e-3, fused=True)
+    build.load_optimizer_state(new, old.state_dict())
+    assert all(g["fused"] and not g["foreach"] for g in new.param_groups)
+    new.step()
+    assert all(float(new.state[p]["step"]) == 2.0 for p in ps)
 
 
 def test_skip_mask_zeroes_non_finite_values():
     v = torch.tensor([float("nan"), float("inf"), 2.0])
     assert torch.equal(skip_mask(torch.tensor(1.0), v), torch.zeros(3))
     assert torch.equal(skip_mask(torch.tensor(0.0), torch.tensor([1.0, 2.0])), torch.tensor([1.0, 2.0]))
+
+
+def test_train_skip_then_stop_then_resume_is_exact(tmp_path, monkeypatch, one_thread):
+    """`enas train` with a poisoned batch (NaN images: non-finite loss, NaN BatchNorm statistics) that is
+    skipped, then stopped before the next BN rollback point and resumed, ends exactly as an uninterrupted run:
+    the checkpoint holds the kept BN statistics, and rollback points depend on the step count only."""
+    import json
+    import random
+
+    from enas import config as C, tasks
+    from enas import train as T
+    from enas.rundir import Stopped
+    from enas.spaces import micro
+
+    orig = tasks.ImageTask.next_train_batch
+
+    def poisoned(self):
+        x, y = orig(self)
+        return (x * float("nan"), y) if self.pos == 3 else (x, y)
+    monkeypatch.setattr(tasks.ImageTask, "next_train_batch", poisoned)
+    cfg = C.load_config("tiny", overrides=["train.epochs=1", "train.batch_size=32", "run.log_every=8",
+                                           "search.checkpoint_every=0"])
+    arch = micro.sample_uniform(build.make_space(cfg), random.Random(0))
+    straight = T.train_fixed(cfg, arch, tmp_path / "a")
+    calls = {"n": 0}
+
+    def stop() -> bool:  # asked once after every step (twice once it says yes): stop after step 5
+        calls["n"] += 1
+        return calls["n"] >= 5
+    with pytest.raises(Stopped):
+        T.train_fixed(cfg, arch, tmp_path / "b", stop=stop)
+    from enas import checkpoint
+    saved = checkpoint.load(tmp_path / "b" / "checkpoint.pt")
+    assert saved["global_step"] == 5 and saved["nonfinite_total"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    resumed = T.train_fixed(cfg, arch, tmp_path / "b", resume=True)
+    assert resumed["test_acc"] == straight["test_acc"]
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.isfinite(v).all() for v in a.values() if v.is_floating_point())
+    rows = lambda d: [{k: v for k, v in json.loads(x).items() if k != "time"}  # noqa: E731
+                      for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "a") == rows(tmp_path / "b") and rows(tmp_path / "a")[0]["nonfinite_steps"] == 1

@@ -142,8 +142,7 @@ def sgd(params, o, device: torch.device, found_inf: torch.Tensor | None = None) 
 
 
 def fill_momentum_buffers(opt: torch.optim.Optimizer) -> None:
-    """Give every parameter of ``opt`` a momentum buffer (zeros where it has none); call after loading a state
-    written by an optimizer that made them lazily."""
+    """Give every parameter of ``opt`` a momentum buffer (zeros where it has none)."""
     for g in opt.param_groups:
         if g.get("momentum", 0) == 0:
             continue
@@ -151,3 +150,23 @@ def fill_momentum_buffers(opt: torch.optim.Optimizer) -> None:
             st = opt.state[p]
             if st.get("momentum_buffer") is None:
                 st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """``opt.load_state_dict(state)`` that keeps ``opt``'s own implementation flags.
+
+    ``load_state_dict`` replaces every param group with the saved one, flags included: a checkpoint written by
+    a foreach optimizer (before the fused ones) would turn the fused SGD back into a foreach one, which
+    refuses the guard's ``found_inf``. The flags are put back, a fused Adam's step counters move to the
+    parameters' device (where the fused kernel keeps them), and missing momentum buffers are made.
+    """
+    flags = [{k: g.get(k) for k in ("fused", "foreach")} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, f in zip(opt.param_groups, flags):
+        g.update(f)
+        if f.get("fused"):
+            for p in g["params"]:
+                st = opt.state.get(p, {})
+                if torch.is_tensor(st.get("step")) and st["step"].device != p.device:
+                    st["step"] = st["step"].to(device=p.device, dtype=torch.float32)
+    fill_momentum_buffers(opt)

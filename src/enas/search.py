@@ -158,10 +158,9 @@ def state_dict(run: SearchRun) -> dict:
 def restore(run: SearchRun, s: dict) -> None:
     run.model.load_state_dict(s["model"])
     run.controller.load_state_dict(s["controller"])
-    run.opt.load_state_dict(s["opt"])
-    build.fill_momentum_buffers(run.opt)  # a checkpoint of an optimizer that made them lazily
+    build.load_optimizer_state(run.opt, s["opt"])  # keeps the fused implementation (older checkpoints: foreach)
     if run.ctrl_opt is not None and s["ctrl_opt"] is not None:
-        run.ctrl_opt.load_state_dict(s["ctrl_opt"])
+        build.load_optimizer_state(run.ctrl_opt, s["ctrl_opt"])
     run.baseline = s["baseline"].to(run.device)
     run.epoch, run.step, run.global_step, run.phase = s["epoch"], s["step"], s["global_step"], s["phase"]
     run.epoch_actions = s["epoch_actions"]
