@@ -125,8 +125,9 @@ def test_supernet_equals_fixed_with_batch_stats():
 
 
 def test_drop_path_probability_as_a_tensor_matches_the_float():
-    """What `enas train` hands a compiled model: a 0-dim tensor gives the same masks and outputs as the float
-    (and a zero tensor drops nothing), so compiled and eager training differ only in kernels."""
+    """What `enas train` hands a compiled model: a 0-dim tensor probability. With the same random draws (a
+    float64 tensor here; a float32 one draws differently on CPU) it gives the float's outputs, and a zero
+    tensor drops nothing."""
     arch = micro.from_enas_string(micro.PAPER_ARCH_STRING, SPACE)
     _, fx = _pair(arch)
     fx.train()

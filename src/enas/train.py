@@ -119,7 +119,8 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     forward = torch.compile(forward) if cfg.run.compile == "on" else forward
-    p_dev = torch.zeros((), device=device) if cfg.run.compile == "on" else None
+    # compiled: the drop-path probability as a device value, so the graph does not change as it ramps up
+    p_dev = torch.zeros((), device=device) if cfg.run.compile == "on" and cfg.final_net.drop_path > 0 else None
     guard = StepGuard(device, cfg.run.max_nonfinite, "train.lr_max or train.grad_clip")
     opt = build.sgd(model.parameters(), o, device, found_inf=guard.found_inf)
     plist = [q for g in opt.param_groups for q in g["params"]]
@@ -129,45 +130,60 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
     epoch, step, gstep, timer = 0, 0, 0, Timer()
     sums = {k: torch.zeros((), device=device) for k in ("loss", "correct", "count")}
     # A skipped step's forward pass has already updated the BatchNorm running statistics (maybe to inf/nan).
-    # The skip is only known at the next sync point, so the statistics are kept as of the last sync point
-    # with no skipped step, and rolled back to it when a sync finds skipped steps (at most run.log_every
-    # steps of running-average updates are lost, and only then).
-    bufs = [b for b in model.buffers() if b.is_floating_point()]
-    bufs_good = [b.clone() for b in bufs]
+    # The skip is only known when the device is read, so the statistics are kept as of the last rollback
+    # point with no skipped step since (rollback points: every run.log_every global steps and each epoch end,
+    # fixed by the step count so a resumed run makes the same ones) and restored at the next rollback point
+    # that finds skips: at most run.log_every steps of running-average updates are lost, and only then.
+    named_bufs = [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    bufs = [b for _, b in named_bufs]
+    bn_good = {"bufs": [b.clone() for b in bufs], "skips": 0}  # the kept statistics, guard.total when kept
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        build.load_optimizer_state(opt, state["opt"])  # keeps the fused implementation (older checkpoints: foreach)
         task.load_state_dict(state["task"])
         checkpoint.set_rng_state(state["rng"], gens)
         epoch, step, gstep = state["epoch"], state["step"], state["global_step"]
         sums = {k: v.to(device) for k, v in state["sums"].items()}
-        build.fill_momentum_buffers(opt)  # a checkpoint of an optimizer that made them lazily
         if "guard" in state:
             guard.load_state_dict(state["guard"])
         else:
             guard.load_legacy(state.get("nonfinite_run", 0), state.get("nonfinite_total", 0))
-        if bufs:
-            torch._foreach_copy_(bufs_good, bufs)
+        if "bn_good" in state:
+            for b, v in zip(bn_good["bufs"], state["bn_good"]["bufs"]):
+                b.copy_(v)
+            bn_good["skips"] = state["bn_good"]["skips"]
+        elif bufs:  # a checkpoint written before the guard
+            torch._foreach_copy_(bn_good["bufs"], bufs)
+            bn_good["skips"] = guard.total
         timer = Timer(state["elapsed"])
 
-    def rollback_bn() -> None:
-        if bufs:
-            torch._foreach_copy_(bufs, bufs_good)
-
     def sync() -> None:
-        """A sync point: skipped steps are logged (and their BN statistics rolled back), past the limit the run
-        stops; otherwise the statistics become the new rollback point."""
-        if not guard.sync(f"epoch {epoch} step {step}", str(out / CKPT), on_skipped=rollback_bn) and bufs:
-            torch._foreach_copy_(bufs_good, bufs)
+        """Read the device: log skipped steps, stop the run past run.max_nonfinite in a row."""
+        guard.sync(f"epoch {epoch} step {step}", str(out / CKPT))
+
+    def bn_rollback_point() -> None:
+        """Restore the kept BN statistics if steps were skipped since they were kept, else keep the current."""
+        sync()
+        if not bufs:
+            return
+        if guard.total > bn_good["skips"]:
+            torch._foreach_copy_(bufs, bn_good["bufs"])
+            bn_good["skips"] = guard.total
+        else:
+            torch._foreach_copy_(bn_good["bufs"], bufs)
 
     def save(done: bool = False) -> None:
         sync()  # never write a checkpoint of a run that should have stopped
         if not dist.is_main:
             return
-        checkpoint.save({"kind": "train", "model": model.state_dict(), "opt": opt.state_dict(),
+        weights = model.state_dict()
+        if guard.total > bn_good["skips"]:  # skipped steps since the kept BN statistics: checkpoint those
+            weights.update({n: v for (n, _), v in zip(named_bufs, bn_good["bufs"])})
+        checkpoint.save({"kind": "train", "model": weights, "opt": opt.state_dict(),
                          "task": task.state_dict(), "rng": checkpoint.rng_state(gens), "epoch": epoch,
                          "step": step, "global_step": gstep, "sums": sums, "metrics_size": metrics.size,
-                         "guard": guard.state_dict(), "nonfinite_total": guard.total, "elapsed": timer(),
+                         "guard": guard.state_dict(), "nonfinite_total": guard.total, "bn_good": bn_good,
+                         "elapsed": timer(),
                          "done": done}, out / CKPT)
 
     steps = task.steps_per_epoch
@@ -200,13 +216,13 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
                 if pbar is not None:
                     pbar.update(1)
                 if gstep % cfg.run.log_every == 0:
-                    sync()
+                    bn_rollback_point()
                 every = cfg.search.checkpoint_every
                 if stop() or (every and gstep % every == 0 and step < steps):
                     save()
                     if stop():
                         raise Stopped(out, "train")
-            sync()
+            bn_rollback_point()
             n = sums["count"].clamp_min(1)
             row = {"kind": "epoch", "epoch": epoch, "global_step": gstep, "loss": (sums["loss"] / n).item(),
                    "acc": (sums["correct"] / n).item(), "lr": opt.param_groups[0]["lr"],
