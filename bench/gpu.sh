@@ -30,20 +30,21 @@ step() {  # step LIMIT_S NAME ARGS...: run one benchmark under a time limit, nev
     local limit=$1 name=$2; shift 2
     local t0=$SECONDS
     echo "== $name (limit ${limit}s)" >&2
-    timeout --signal=INT --kill-after=15 "$limit" python "$@" > "$OUT/$name.txt" 2> "$OUT/$name.log"
+    timeout --signal=INT --kill-after=5 "$limit" python "$@" > "$OUT/$name.txt" 2> "$OUT/$name.log"
     local rc=$?
     [ $rc -eq 0 ] || echo "   $name exited with $rc (see $OUT/$name.log)" >&2
     echo "   $name: $((SECONDS - t0)) s" >&2
 }
 
-# epoch: each variant stops its shared phase after 15 s and extrapolates; no new variant after 170 s
-step 210 epoch bench/epoch.py --device cuda --budget-s 15 --total-budget-s 170 \
-    --variants on:on,on:off,off:on,off:off,on:on:on \
+# the limits add up to 455 s (+ 5 s grace each): under 8 minutes with the start-up
+# epoch: each variant stops its shared phase after 15 s and extrapolates; no new variant after 140 s
+step 180 epoch bench/epoch.py --device cuda --budget-s 15 --total-budget-s 140 \
+    --variants on:on,on:on:on,off:off,on:off,off:on \
     --out "$OUT/epoch.json"
 step 100 supernet_vs_fixed bench/supernet_vs_fixed.py --device cuda --batch 0 --archs 5 --repeats 5 \
     --out "$OUT/supernet_vs_fixed.json"
-step 50 controller bench/controller.py --device cuda --repeats 5 --out "$OUT/controller.json"
-step 100 compile_fixed bench/compile_fixed.py --device cuda --full --repeats 10 --out "$OUT/compile_fixed.json"
+step 45 controller bench/controller.py --device cuda --repeats 5 --out "$OUT/controller.json"
+step 130 compile_fixed bench/compile_fixed.py --device cuda --full --repeats 10 --out "$OUT/compile_fixed.json"
 
 echo "results: $OUT" >&2
 echo
