@@ -280,7 +280,8 @@ def write_doc(r: dict, path: Path) -> None:
         "0; tested against foreach SGD), whose kernel skips the update when the guard's flag is set; skip "
         "counters stay on the device and are read at log intervals and checkpoints, which also raise "
         "`NonFiniteError` after `run.max_nonfinite` skips in a row. `enas train` does the same, rolling "
-        "BatchNorm statistics back to the last sync point when a skip is found.",
+        "BatchNorm statistics back to a copy kept at rollback points fixed by the step count when a skip "
+        "is found.",
         "3. Sample counts are device fills (`torch.full`), not host-to-device copies.",
         "4. The epoch's data permutation is moved to the device once per epoch.",
         "5. `torch.backends.cudnn.benchmark = True` on CUDA (the micro space has few distinct conv shapes, "
