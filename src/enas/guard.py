@@ -19,7 +19,6 @@ late), not at the step itself; nothing bad reaches the weights in the meantime.
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import torch
 
@@ -38,7 +37,6 @@ class StepGuard:
         # consecutive skips now, the longest run since the last sync, total skips
         self.counts = torch.zeros(3, device=device)
         self.total = 0  # host copy of counts[2] as of the last sync
-        self.run = 0  # host copy of counts[0] as of the last sync
 
     def check(self, loss: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
         """Flag this step (a 0-dim 0./1. tensor on the device, 1. = skip) and count it. No host sync."""
@@ -49,15 +47,13 @@ class StepGuard:
         c.copy_(torch.stack([run, torch.maximum(c[1], run), c[2] + bad]))
         return bad
 
-    def sync(self, where: str, last_good: str, on_skipped: Callable[[], None] | None = None) -> int:
-        """Read the counters (one sync); log new skips, calling ``on_skipped`` if there were any; raise
-        ``NonFiniteError`` past the limit. Returns the number of steps skipped since the previous sync."""
+    def sync(self, where: str, last_good: str) -> int:
+        """Read the counters (one sync); log new skips; raise ``NonFiniteError`` past the limit. Returns the
+        number of steps skipped since the previous sync."""
         run, longest, total = (int(v) for v in self.counts.tolist())
         new = total - self.total
-        self.total, self.run = total, run
+        self.total = total
         self.counts[1] = run  # the longest run restarts from the current one
-        if new and on_skipped is not None:
-            on_skipped()
         if new:
             log.warning("%d non-finite step(s) skipped (%s; %d in a row now)", new, where, run)
         if longest >= self.max_run:
@@ -68,14 +64,16 @@ class StepGuard:
     def state_dict(self) -> dict:
         return {"counts": self.counts.cpu()}
 
-    def load_state_dict(self, s: dict) -> None:
-        self.counts.copy_(s["counts"].to(self.counts.device))
-        self.run, self.total = int(self.counts[0]), int(self.counts[2])
-
-    def load_legacy(self, run: int, total: int) -> None:
-        """Counters of a checkpoint written before the guard (host integers)."""
-        self.counts.copy_(torch.tensor([run, run, total], dtype=self.counts.dtype))
-        self.run, self.total = run, total
+    def load_checkpoint(self, state: dict) -> None:
+        """The counters from a run's checkpoint (``state["guard"]``, or the host integers ``nonfinite_run`` /
+        ``nonfinite_total`` of a checkpoint written before the guard)."""
+        if "guard" in state:
+            counts = state["guard"]["counts"]
+        else:
+            run, total = state.get("nonfinite_run", 0), state.get("nonfinite_total", 0)
+            counts = torch.tensor([run, run, total], dtype=self.counts.dtype)
+        self.counts.copy_(counts.to(self.counts.device))
+        self.total = int(counts[2])
 
 
 def skip_mask(bad: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

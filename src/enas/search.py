@@ -169,10 +169,7 @@ def restore(run: SearchRun, s: dict) -> None:
     run.task.load_state_dict(s["task"])
     checkpoint.set_rng_state(s["rng"], run.gens)
     run.sums = {k: v.to(run.device) for k, v in s["sums"].items()}
-    if "guard" in s:
-        run.guard.load_state_dict(s["guard"])
-    else:
-        run.guard.load_legacy(s.get("nonfinite_run", 0), s.get("nonfinite_total", 0))
+    run.guard.load_checkpoint(s)
     run.best = s["best"]
     run.timer = Timer(s["elapsed"])
 
@@ -225,10 +222,7 @@ def shared_step(run: SearchRun, arch) -> None:
         loss.backward()
     # the optimizer already lists the parameters (walking the supernet's modules every step costs ms)
     params = [p for g in run.opt.param_groups for p in g["params"] if p.grad is not None]
-    if o.grad_clip > 0:
-        norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip, foreach=True)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params])))
+    norm = torch.nn.utils.clip_grad_norm_(params, o.grad_clip if o.grad_clip > 0 else float("inf"), foreach=True)
     # no host sync: a non-finite step sets the flag the fused optimizer reads, and is skipped on the device
     bad = run.guard.check(loss, norm)
     run.opt.step()

@@ -144,10 +144,7 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         checkpoint.set_rng_state(state["rng"], gens)
         epoch, step, gstep = state["epoch"], state["step"], state["global_step"]
         sums = {k: v.to(device) for k, v in state["sums"].items()}
-        if "guard" in state:
-            guard.load_state_dict(state["guard"])
-        else:
-            guard.load_legacy(state.get("nonfinite_run", 0), state.get("nonfinite_total", 0))
+        guard.load_checkpoint(state)
         if "bn_good" in state:
             for b, v in zip(bn_good["bufs"], state["bn_good"]["bufs"]):
                 b.copy_(v)
