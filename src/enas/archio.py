@@ -42,9 +42,7 @@ def read_arch(text: str, space_name: str, default_space):
         return mod.from_dict(obj, space), space
     ints = parse_int_string(stripped)
     space = _infer_space(mod, ints, default_space)
-    if space_name == "rnn":
-        return mod.from_enas_string(stripped, space, flavor=mod.flavor_of(ints)), space
-    return mod.from_enas_string(stripped, space), space
+    return mod.read_string(stripped, space), space
 
 
 def _exists(p: Path) -> bool:

@@ -16,23 +16,8 @@ from .controller import Controller, RandomController
 
 def make_space(cfg: Config):
     """The space dataclass for ``cfg.space`` from ``cfg.space_cfg``."""
-    mod = spaces.get(cfg.space)
     sc = cfg.space_cfg
-    if cfg.space == "micro":
-        kw = {"num_nodes": sc.num_nodes}
-        if sc.ops:
-            kw["ops"] = tuple(sc.ops)
-        space = mod.MicroSpace(**kw)
-    elif cfg.space == "macro":
-        kw = {"num_layers": sc.num_layers}
-        if sc.ops:
-            kw["ops"] = tuple(sc.ops)
-        space = mod.MacroSpace(**kw)
-    else:
-        kw = {"num_nodes": sc.num_nodes}
-        if sc.ops:
-            kw["activations"] = tuple(sc.ops)
-        space = mod.RNNSpace(**kw)
+    space = spaces.get(cfg.space).from_config(sc.num_nodes, sc.num_layers, tuple(sc.ops))
     errors = space.check()
     if errors:
         raise spaces.ArchError([f"space_cfg.{e}" for e in errors])

@@ -277,7 +277,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(mod.to_dict(arch), indent=2))
         return 0
     if args.format == "enas":
-        print(mod.to_enas_string(arch, space) if cfg.space != "rnn" else mod.to_enas_string(arch))
+        print(mod.to_enas_string(arch, space))
         return 0
     if args.format in ("dot", "svg", "png"):
         from .viz import render
@@ -295,9 +295,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def network_size(cfg, arch, space) -> tuple[int, str]:
     """Parameter count of the network ``enas train`` would build with this config (no data is loaded)."""
-    from . import build
+    from . import build, spaces
     from .train import count_params
-    if cfg.space == "rnn":
+    if spaces.is_text(cfg.space):
         from .text_task import fixed_lm_model
         m = fixed_lm_model(cfg, arch, space, vocab_size=cfg.data.vocab_size)
         return count_params(m), f"language model, vocabulary {cfg.data.vocab_size}, " \
@@ -305,10 +305,9 @@ def network_size(cfg, arch, space) -> tuple[int, str]:
     classes, in_ch = (10, 1) if cfg.data.source == "digits" else (10, 3)
     m = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=classes, in_channels=in_ch, arch=arch)
     aux = "" if cfg.final_net.aux_weight == 0 else ", auxiliary head excluded"
-    layers = len(arch.ops) if cfg.space == "macro" else cfg.final_net.num_layers + 2
-    what = "layers" if cfg.space == "macro" else "cells (2 reduction)"
+    depth = spaces.get(cfg.space).network_words(arch, cfg.final_net.num_layers)
     return count_params(m), (f"{cfg.space} network with {cfg.final_net.channels} channels, "
-                             f"{layers} {what}, {classes} classes, {in_ch} input channels{aux}")
+                             f"{depth}, {classes} classes, {in_ch} input channels{aux}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

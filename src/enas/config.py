@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .spaces import SPACES
+
 
 class ConfigError(ValueError):
     def __init__(self, errors: list[str] | str):
@@ -144,7 +146,6 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "space"}
-SPACES = ("micro", "macro", "rnn")
 
 # ----------------------------------------------------------------------------------------------- presets
 # Each preset is a nested dict of overrides on the defaults above. Values follow the reference scripts

@@ -250,7 +250,7 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
 
     import torch
 
-    from . import bn, build, checkpoint, config as C, search as S
+    from . import bn, build, checkpoint, config as C, search as S, spaces
     from .rundir import read_json, write_json
     from .train import train_fixed
 
@@ -305,7 +305,7 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
         raise C.ConfigError(errs)
     fcfg = C.replace(fcfg, train=C.replace(fcfg.train, epochs=epochs), run=quiet,
                      search=C.replace(fcfg.search, checkpoint_every=0))
-    rnn = cfg.space == "rnn"
+    rnn = spaces.is_text(cfg.space)
     for i, (arch, a) in enumerate(zip(sampled, actions.tolist())):
         d = run_dir / "rank" / f"arch{i:03d}"
         res = train_fixed(fcfg, arch, d, resume=d.is_dir() and any(d.iterdir()), stop=stop)

@@ -136,7 +136,7 @@ def load_run(run_dir: str | Path) -> dict:
     if space_of is not None:
         space = space_of(arch, space)
     try:
-        if cfg.space == "rnn":
+        if spaces.is_text(cfg.space):
             from .text_task import fixed_lm_model
             model = fixed_lm_model(cfg, arch, space, vocab_size=int(result["vocab_size"]))
             kind = "lm"

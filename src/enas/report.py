@@ -198,12 +198,10 @@ def _op_freq_chart(rows: list[dict]) -> str | None:
 
 def _skip_chart(run: Run) -> str | None:
     ep = run.epochs
-    layers = (run.config.get("space_cfg") or {}).get("num_layers")
-    arch_layers = (run.best_arch or {}).get("layers")
-    if isinstance(arch_layers, list):
-        layers = len(arch_layers)
-    if run.space != "macro" or not _has(ep, "ctrl_skips") or not isinstance(layers, int) or layers < 2:
+    arch_layers = (run.best_arch or {}).get("layers")  # only a space with skip connections has layers
+    if not isinstance(arch_layers, list) or not _has(ep, "ctrl_skips") or len(arch_layers) < 2:
         return None
+    layers = len(arch_layers)
     total = layers * (layers - 1) / 2
     rate = tuple(v / total if v is not None else None for v in _col(ep, "ctrl_skips"))
     series = [Series("skip rate sampled", _epoch_x(ep), rate)]

@@ -89,9 +89,9 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
     seed = cfg.run.seed
     gens = {"data": build.make_generator(seed * 1000 + 1), "ctrl": build.make_generator(seed * 1000 + 2, device),
             "aug": build.make_generator(seed * 1000 + 3, device), "derive": build.make_generator(seed * 1000 + 4, device)}
-    if cfg.space == "rnn":
+    if spaces.is_text(cfg.space):
         if dist.enabled:
-            raise C.ConfigError("distributed search (torchrun) supports the image spaces (micro, macro) only")
+            raise C.ConfigError("distributed search (torchrun) supports the image spaces only")
         from .text_task import make_search_task_and_model  # language-model pieces
         task, model = make_search_task_and_model(cfg, space, device, gens)
     else:
@@ -359,7 +359,7 @@ def _score(run: SearchRun, arch, batches, calib: list | None = None) -> torch.Te
 
 
 def op_frequencies(run: SearchRun, actions: torch.Tensor) -> dict:
-    names = getattr(run.space, "ops", None) or getattr(run.space, "activations")
+    names = run.mod.candidate_names(run.space)
     cols = [i for i, d in enumerate(run.mod.decisions(run.space)) if d.kind == "op"]
     counts = torch.bincount(actions[:, cols].flatten(), minlength=len(names)).float()
     freq = (counts / counts.sum().clamp_min(1)).tolist()
@@ -374,7 +374,7 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
            "loss": (s["ep_loss"] / n).item(), "acc": (s["ep_correct"] / n).item(),
            "lr": run.opt.param_groups[0]["lr"], "baseline": run.baseline.item(),
            "nonfinite_steps": run.guard.total}
-    if run.cfg.space == "rnn":
+    if spaces.is_text(run.cfg.space):
         row["ppl"] = math.exp(min(row["loss"], 50.0))
         del row["acc"]
     row.update({f"ctrl_{k}": v for k, v in ctrl.items()})

@@ -52,9 +52,9 @@ def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: b
 def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, stop: Callable[[], bool],
                  dist: D.Dist, sync_bn: bool) -> dict:
     mod = spaces.get(cfg.space)
-    if cfg.space == "rnn" and dist.enabled:
-        raise C.ConfigError("distributed training (torchrun) supports the image spaces (micro, macro) only")
-    if cfg.space == "rnn":
+    if spaces.is_text(cfg.space) and dist.enabled:
+        raise C.ConfigError("distributed training (torchrun) supports the image spaces only")
+    if spaces.is_text(cfg.space):
         from .text_task import train_fixed_lm
         return train_fixed_lm(cfg, arch, out, resume=resume, stop=stop)
     state = None

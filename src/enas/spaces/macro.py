@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
 
 NAME = "macro"
+KIND = "image"  # trained by the image task (enas.tasks)
 DEFAULT_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
 KNOWN_OPS = DEFAULT_OPS + ("conv_1x1", "conv_7x7", "sep_conv_7x7")
 
@@ -271,3 +272,20 @@ def infer_space(obj: object, default: MacroSpace) -> MacroSpace:
         if L * (L + 1) // 2 == n:
             return MacroSpace(num_layers=L, ops=default.ops)
     return default
+
+
+def from_config(num_nodes: int, num_layers: int, ops: tuple[str, ...]) -> MacroSpace:
+    """The space from the ``space_cfg`` settings (``num_nodes`` is the cell spaces' and unused here)."""
+    return MacroSpace(num_layers=num_layers, ops=tuple(ops)) if ops else MacroSpace(num_layers=num_layers)
+
+
+def candidate_names(space: MacroSpace) -> tuple[str, ...]:
+    return space.ops
+
+
+def read_string(text: str, space: MacroSpace) -> MacroArch:
+    return from_enas_string(text, space)
+
+
+def network_words(arch: MacroArch, num_layers: int) -> str:
+    return f"{len(arch.ops)} layers"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
 
 NAME = "micro"
+KIND = "image"  # trained by the image task (enas.tasks)
 DEFAULT_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
 KNOWN_OPS = DEFAULT_OPS + ("sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5", "conv_3x3", "conv_1x1")
 CELLS = ("normal", "reduce")
@@ -236,3 +237,23 @@ def infer_space(obj: object, default: MicroSpace) -> MicroSpace:
     if isinstance(obj, list) and obj and len(obj) % 8 == 0:
         return MicroSpace(num_nodes=len(obj) // 8, ops=default.ops)
     return default
+
+
+def from_config(num_nodes: int, num_layers: int, ops: tuple[str, ...]) -> MicroSpace:
+    """The space from the ``space_cfg`` settings (``num_layers`` is the macro space's and unused here)."""
+    return MicroSpace(num_nodes=num_nodes, ops=tuple(ops)) if ops else MicroSpace(num_nodes=num_nodes)
+
+
+def candidate_names(space: MicroSpace) -> tuple[str, ...]:
+    """The names the op decisions choose among (for op frequencies and drawings)."""
+    return space.ops
+
+
+def read_string(text: str, space: MicroSpace) -> MicroArch:
+    """Read the space's published string format (here the reference's integer string)."""
+    return from_enas_string(text, space)
+
+
+def network_words(arch: MicroArch, num_layers: int) -> str:
+    """How ``enas show`` describes the depth of the final network built for ``arch``."""
+    return f"{num_layers + 2} cells (2 reduction)"

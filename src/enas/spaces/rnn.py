@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
 
 NAME = "rnn"
+KIND = "text"  # trained as a language model (enas.text_task)
 ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
 FLAVORS = ("enas", "enas_lm")
 # Integer code -> activation name for each official layout.
@@ -326,3 +327,21 @@ def infer_space(obj: object, default: RNNSpace) -> RNNSpace:
 
 def flavor_of(ints: list[int]) -> str:
     return "enas" if len(ints) % 2 else "enas_lm"
+
+
+def from_config(num_nodes: int, num_layers: int, ops: tuple[str, ...]) -> RNNSpace:
+    """The space from the ``space_cfg`` settings (``ops`` names activations; ``num_layers`` is unused)."""
+    return RNNSpace(num_nodes=num_nodes, activations=tuple(ops)) if ops else RNNSpace(num_nodes=num_nodes)
+
+
+def candidate_names(space: RNNSpace) -> tuple[str, ...]:
+    return space.activations
+
+
+def read_string(text: str, space: RNNSpace) -> RNNArch:
+    """Read either official integer string; the flavor is told by the length (odd: enas, even: enas_lm)."""
+    return from_enas_string(text, space, flavor=flavor_of(parse_int_string(text)))
+
+
+def network_words(arch: RNNArch, num_layers: int) -> str:
+    return f"{len(arch.activations)} nodes"
