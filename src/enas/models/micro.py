@@ -6,11 +6,41 @@ plain subset of a supernet's ``state_dict`` and computes the same function for i
 Layout (as in the reference): ``num_layers`` normal cells plus two reduction cells placed at indices
 ``pd`` and ``2*pd + 1`` with ``pd = num_layers // 3``; channels double at each reduction. Reduction cells run
 the ops that read a cell input at stride 2 (identity becomes a factorized reduction) and ops on inner nodes
-at stride 1. A cell's output is ReLU -> 1x1 conv -> BN over the concatenated loose ends; the 1x1 weight is
-stored as one block per node, so the supernet selects the blocks of the sampled loose ends.
+at stride 1. A cell's inputs are ``s0`` (the output of the cell two back) and ``s1`` (the previous cell's);
+the first cells read the stem.
+
+Two options shape a cell (``NetConfig.cell_output`` and ``NetConfig.cell_residual``):
+
+``cell_output="combine"`` (default; one design for search and final training)
+    The cell output is ReLU -> 1x1 conv -> BN over the concatenated loose ends, back to ``C`` channels. The 1x1
+    weight is stored as one block per node (``cells.k.combine.<j>``), so the supernet selects the blocks of the
+    sampled loose ends. The next cell reads it through ``pre0``/``pre1`` (identity, or ReLU-1x1-BN where the
+    channels change, or a factorized reduction after a reduction cell).
+``cell_output="concat"`` (the reference's final network, ``_fixed_layer``/``_fixed_combine``)
+    The cell output is the plain concatenation of its loose ends (``n_ends * C`` channels, no projection). The
+    next cell calibrates its inputs to ``C``: ``pre0`` is ReLU-1x1-BN (a factorized reduction when ``s0`` has
+    twice the resolution), ``pre1`` is ReLU-1x1-BN followed by the reference's "layer base" ReLU-1x1-BN
+    (``base``), and the aux head's first 1x1 conv and the classifier read the concatenation too. Every weight
+    that reads a concatenation is stored as one block per possible loose end of the cell that produced it
+    (``BlockWeight``), so the supernet (all nodes possible) selects the sampled blocks and still equals the
+    fixed model. Unlike the reference, a calibration 1x1 is applied even when a cell has a single loose end
+    (its channel count then equals ``C``), because in the supernet the count is only known per architecture.
+    The published cell at 36 channels and 15 + 2 cells has 3,894,372 parameters without the aux head and
+    4,389,230 with it (the paper reports 4.6M; "combine" gives 3,190,860 without the aux head).
+
+``cell_residual=True`` (only with ``combine``)
+    Every cell adds an identity path from its previous-cell input ``s1`` to its output, after the combine BN:
+    a normal cell adds ``pre1(s1)`` (its own preprocessed input, already of the output's shape), a reduction
+    cell adds ``residual(s1)``, a factorized reduction of ``s1`` (``cells.k.residual``). Drop-path never drops
+    this path. It keeps sampled architectures from interfering with each other in the supernet (issue #14;
+    ``bench/trainability_quick.py``: supernet training accuracy after 400 steps on digits 0.21 -> 0.64, random
+    architectures with shared weights 0.17 -> 0.78; adding it *before* the combine BN instead gave only 0.25).
+    Off, nothing is added (the reference has no such path).
 """
 
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +48,8 @@ from torch import nn
 
 from .. import ops as O
 from ..spaces.micro import MicroArch, MicroNode, MicroSpace, loose_ends
+
+CELL_OUTPUTS = ("combine", "concat")
 
 
 def reduction_indices(num_layers: int) -> tuple[int, int]:
@@ -34,19 +66,86 @@ def drop_path(x: torch.Tensor, drop_prob: float | torch.Tensor) -> torch.Tensor:
     return x * mask / keep
 
 
-class Cell(nn.Module):
-    def __init__(self, space: MicroSpace, c_pp: int, c_p: int, c: int, reduction: bool, prev_reduction: bool,
-                 nodes: tuple[MicroNode, ...] | None):
+class BlockWeight(nn.ParameterDict):
+    """A weight whose input-channel axis (dim 1) is stored as one block per loose end ``j`` of the cell whose
+    (concatenated) output it reads, keyed ``"<j>"``. ``select(ends)`` concatenates the blocks of ``ends``."""
+
+    def __init__(self, make: Callable[[], nn.Parameter], ends: Sequence[int]):
+        super().__init__({str(j): make() for j in ends})
+
+    def select(self, ends: Sequence[int]) -> torch.Tensor:
+        if len(ends) == 1:
+            return self[str(ends[0])]
+        return torch.cat([self[str(j)] for j in ends], dim=1)
+
+
+class LooseEndConv(nn.Module):
+    """ReLU -> 1x1 conv -> BN of a concatenated cell output; the weight is a ``BlockWeight``."""
+
+    def __init__(self, c_block: int, ends: Sequence[int], c_out: int):
         super().__init__()
+        self.weight = BlockWeight(lambda: O.conv_weight(c_out, c_block, 1), ends)
+        self.bn = O.bn(c_out)
+
+    def forward(self, x: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:
+        return self.bn(F.conv2d(F.relu(x), self.weight.select(ends)))
+
+
+class LooseEndReduce(nn.Module):
+    """``ops.FactorizedReduce`` of a concatenated cell output (two offset 1x1 stride-2 convs, concat, BN);
+    both weights are ``BlockWeight``s."""
+
+    def __init__(self, c_block: int, ends: Sequence[int], c_out: int):
+        super().__init__()
+        self.w1 = BlockWeight(lambda: O.conv_weight(c_out // 2, c_block, 1), ends)
+        self.w2 = BlockWeight(lambda: O.conv_weight(c_out - c_out // 2, c_block, 1), ends)
+        self.bn = O.bn(c_out)
+
+    def forward(self, x: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:
+        x = F.relu(x)
+        a = F.conv2d(x, self.w1.select(ends), stride=2)
+        b = F.conv2d(F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)), self.w2.select(ends), stride=2)
+        return self.bn(torch.cat([a, b], dim=1))
+
+
+def check_options(cell_residual: bool, cell_output: str) -> None:
+    if cell_output not in CELL_OUTPUTS:
+        raise ValueError(f"cell_output: expected one of {', '.join(CELL_OUTPUTS)}, got {cell_output!r}")
+    if cell_residual and cell_output != "combine":
+        raise ValueError("cell_residual=True needs cell_output='combine': a concatenated cell output has as many "
+                         "channels as the architecture has loose ends, so no identity path of a fixed shape can be "
+                         "added to it (use cell_residual=False with concat)")
+
+
+def _calibration(c_in: int, ends: Sequence[int] | None, c: int, reduce: bool) -> nn.Module:
+    """What brings a cell input to ``c`` channels (and, with ``reduce``, to half its resolution). ``ends`` are
+    the possible loose ends of the cell that produced it (None: a plain tensor of ``c_in`` channels)."""
+    if ends is not None:
+        return LooseEndReduce(c_in, ends, c) if reduce else LooseEndConv(c_in, ends, c)
+    if reduce:
+        return O.FactorizedReduce(c_in, c)
+    if c_in != c:
+        return O.ReLUConvBN(c_in, c, 1)
+    return nn.Identity()
+
+
+class Cell(nn.Module):
+    """One cell. ``c_pp``/``c_p``: channels of ``s0``/``s1`` (per loose-end block when ``ends0``/``ends1``
+    are given, i.e. when the input is a ``concat`` cell output; ``ends*`` are the loose ends it may have)."""
+
+    def __init__(self, space: MicroSpace, c_pp: int, c_p: int, c: int, reduction: bool, prev_reduction: bool,
+                 nodes: tuple[MicroNode, ...] | None, *, ends0: Sequence[int] | None = None,
+                 ends1: Sequence[int] | None = None, residual: bool = False, output: str = "combine"):
+        super().__init__()
+        check_options(residual, output)
         self.reduction = reduction
         self.num_nodes = space.num_nodes
-        if prev_reduction:
-            self.pre0: nn.Module = O.FactorizedReduce(c_pp, c)
-        elif c_pp != c:
-            self.pre0 = O.ReLUConvBN(c_pp, c, 1)
-        else:
-            self.pre0 = nn.Identity()
-        self.pre1: nn.Module = O.ReLUConvBN(c_p, c, 1) if c_p != c else nn.Identity()
+        self.concat = output == "concat"
+        self.residual_on = residual
+        self.pre0 = _calibration(c_pp, ends0, c, prev_reduction)
+        self.pre1 = _calibration(c_p, ends1, c, False)
+        if self.concat:
+            self.base = O.ReLUConvBN(c, c, 1)  # the reference's "layer_base" on the calibrated s1
         self.nodes = nn.ModuleList()
         for i in range(space.num_nodes):
             slots = nn.ModuleDict()
@@ -60,16 +159,21 @@ class Cell(nn.Module):
                     reducible = reduction and (node.x if slot == "x" else node.y) < 2
                 slots[slot] = nn.ModuleDict({n: O.build(n, c, reducible) for n in names})
             self.nodes.append(slots)
-        if nodes is None:
-            blocks = range(2, space.num_nodes + 2)
-        else:
-            blocks = loose_ends(nodes)
-        self.combine = nn.ParameterDict({str(j): O.conv_weight(c, c, 1) for j in blocks})
-        self.combine_bn = O.bn(c)
+        if not self.concat:
+            blocks = range(2, space.num_nodes + 2) if nodes is None else loose_ends(nodes)
+            self.combine = BlockWeight(lambda: O.conv_weight(c, c, 1), blocks)
+            self.combine_bn = O.bn(c)
+            if residual and reduction:
+                self.residual = O.FactorizedReduce(c_p, c)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, nodes: tuple[MicroNode, ...],
-                drop_prob: float | torch.Tensor = 0.0) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
+                drop_prob: float | torch.Tensor = 0.0, ends0: Sequence[int] | None = None,
+                ends1: Sequence[int] | None = None) -> torch.Tensor:
+        h0 = self.pre0(s0) if ends0 is None else self.pre0(s0, ends0)
+        h1 = self.pre1(s1) if ends1 is None else self.pre1(s1, ends1)
+        if self.concat:
+            h1 = self.base(h1)
+        states = [h0, h1]
         for i, node in enumerate(nodes):
             out = None
             for slot, inp, op in (("x", node.x, node.x_op), ("y", node.y, node.y_op)):
@@ -81,44 +185,61 @@ class Cell(nn.Module):
             states.append(out)
         ends = loose_ends(nodes)
         x = torch.cat([states[j] for j in ends], dim=1) if len(ends) > 1 else states[ends[0]]
-        w = torch.cat([self.combine[str(j)] for j in ends], dim=1) if len(ends) > 1 else self.combine[str(ends[0])]
-        return self.combine_bn(F.conv2d(F.relu(x), w))
+        if self.concat:
+            return x
+        out = self.combine_bn(F.conv2d(F.relu(x), self.combine.select(ends)))
+        if self.residual_on:
+            out = out + (self.residual(s1) if self.reduction else h1)
+        return out
 
 
 class AuxHead(nn.Module):
-    """Auxiliary classifier: ReLU -> 5x5/3 avg pool -> 1x1 conv 128 -> 2x2 conv 768 -> linear."""
+    """Auxiliary classifier: ReLU -> 5x5/3 avg pool -> 1x1 conv 128 -> 2x2 conv 768 -> linear. With ``ends``
+    (it reads a ``concat`` cell output) the 1x1 weight is a ``BlockWeight`` of ``c`` channels per block."""
 
-    def __init__(self, c: int, num_classes: int):
+    def __init__(self, c: int, num_classes: int, ends: Sequence[int] | None = None):
         super().__init__()
-        self.conv1 = nn.Conv2d(c, 128, 1, bias=False)
+        if ends is None:
+            self.conv1: nn.Module = nn.Conv2d(c, 128, 1, bias=False)
+        else:
+            self.conv1 = BlockWeight(lambda: O.conv_weight(128, c, 1), ends)
         self.bn1 = O.bn(128)
         self.conv2 = nn.Conv2d(128, 768, 2, bias=False)
         self.bn2 = O.bn(768)
         self.fc = nn.Linear(768, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ends: Sequence[int] | None = None) -> torch.Tensor:
         x = F.relu(x)
         if x.shape[-1] >= 5:
             x = F.avg_pool2d(x, 5, stride=3)
         x = F.adaptive_avg_pool2d(x, 2)
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.conv1(x) if ends is None else F.conv2d(x, self.conv1.select(ends))
+        x = F.relu(self.bn1(x))
         x = F.relu(self.bn2(self.conv2(x)))
         return self.fc(x.flatten(1))
 
 
 class MicroNet(nn.Module):
-    """Supernet when ``arch`` is None, fixed model of ``arch`` otherwise. ``forward(x, arch)`` -> (logits, aux)."""
+    """Supernet when ``arch`` is None, fixed model of ``arch`` otherwise. ``forward(x, arch)`` -> (logits, aux).
+
+    ``cell_output`` ("combine" or "concat") and ``cell_residual``: see the module docstring.
+    """
 
     def __init__(self, space: MicroSpace, *, channels: int, num_layers: int, num_classes: int,
                  in_channels: int = 3, arch: MicroArch | None = None, aux: bool = True,
-                 keep_prob: float = 1.0, stem_multiplier: int = 3):
+                 keep_prob: float = 1.0, stem_multiplier: int = 3, cell_residual: bool = False,
+                 cell_output: str = "combine"):
         super().__init__()
+        check_options(cell_residual, cell_output)
         self.space, self.arch = space, arch
+        self.cell_output, self.cell_residual = cell_output, cell_residual
+        concat = cell_output == "concat"
         self.reductions = reduction_indices(num_layers)
         self.num_cells = num_layers + 2
         c_stem = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), O.bn(c_stem))
         c_pp, c_p, c = c_stem, c_stem, channels
+        e_pp = e_p = None  # possible loose ends of the cells that produced s0 / s1 (None: the stem, or combine)
         self.cells = nn.ModuleList()
         prev_reduction = False
         self.aux_index = self.reductions[1] + 1 if aux else -1
@@ -130,29 +251,48 @@ class MicroNet(nn.Module):
             if reduction:
                 c *= 2
             nodes = None if arch is None else arch.cell("reduce" if reduction else "normal")
-            self.cells.append(Cell(space, c_pp, c_p, c, reduction, prev_reduction, nodes))
+            self.cells.append(Cell(space, c_pp, c_p, c, reduction, prev_reduction, nodes, ends0=e_pp,
+                                   ends1=e_p, residual=cell_residual, output=cell_output))
             prev_reduction = reduction
+            ends = None
+            if concat:
+                ends = tuple(range(2, space.num_nodes + 2)) if nodes is None else tuple(loose_ends(nodes))
             c_pp, c_p = c_p, c
+            e_pp, e_p = e_p, ends
             if k == self.aux_index:
-                self.aux_head = AuxHead(c, num_classes)
+                self.aux_head = AuxHead(c, num_classes, ends)
         self.dropout = nn.Dropout(1.0 - keep_prob)
-        self.classifier = nn.Linear(c_p, num_classes, bias=False)
+        if concat:
+            self.classifier: nn.Module = BlockWeight(lambda: nn.Parameter(_linear_weight(num_classes, c_p)), e_p)
+        else:
+            self.classifier = nn.Linear(c_p, num_classes, bias=False)
 
     def forward(self, x: torch.Tensor, arch: MicroArch | None = None,
                 drop_path_prob: float | torch.Tensor = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         arch = arch if arch is not None else self.arch
         if arch is None:
             raise ValueError("MicroNet is a supernet: forward(x, arch) needs an architecture")
+        concat = self.cell_output == "concat"
         s0 = s1 = self.stem(x)
+        e0 = e1 = None  # the loose ends s0 / s1 concatenate (concat only; None: a plain tensor)
         aux = None
         for k, cell in enumerate(self.cells):
             nodes = arch.reduce if k in self.reductions else arch.normal
             p = drop_path_prob * (k + 1) / self.num_cells
-            s0, s1 = s1, cell(s0, s1, nodes, p)
+            s0, s1 = s1, cell(s0, s1, nodes, p, e0, e1)
+            e0, e1 = e1, (loose_ends(nodes) if concat else None)
             if k == self.aux_index and self.training and self.aux_head is not None:
-                aux = self.aux_head(s1)
-        out = F.adaptive_avg_pool2d(F.relu(s1), 1).flatten(1)
-        return self.classifier(self.dropout(out)), aux
+                aux = self.aux_head(s1, e1)
+        out = self.dropout(F.adaptive_avg_pool2d(F.relu(s1), 1).flatten(1))
+        if concat:
+            return F.linear(out, self.classifier.select(e1)), aux
+        return self.classifier(out), aux
+
+
+def _linear_weight(c_out: int, c_in: int) -> torch.Tensor:
+    """``nn.Linear``'s default initialisation (uniform in +-1/sqrt(fan_in)) for one classifier block."""
+    bound = 1.0 / c_in ** 0.5
+    return torch.empty(c_out, c_in).uniform_(-bound, bound)
 
 
 def count_parameters(model: nn.Module, *, include_aux: bool = False) -> int:
