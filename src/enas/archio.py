@@ -40,8 +40,11 @@ def read_arch(text: str, space_name: str, default_space):
             raise ArchError(f"architecture is for the {obj['space']!r} space; pass --space {obj['space']}")
         space = _infer_space(mod, obj, default_space)
         return mod.from_dict(obj, space), space
-    ints = parse_int_string(stripped)
-    space = _infer_space(mod, ints, default_space)
+    try:
+        obj: object = parse_int_string(stripped)
+    except ArchError:
+        obj = stripped  # a space's own string format (NAS-Bench-201's |op~0|+|op~0|op~1|+...)
+    space = _infer_space(mod, obj, default_space)
     return mod.read_string(stripped, space), space
 
 

@@ -30,12 +30,14 @@ def make_cnn(space_name: str, space, net: NetConfig, *, num_classes: int, in_cha
         from .models.micro import MicroNet
         return MicroNet(space, channels=net.channels, num_layers=net.num_layers, num_classes=num_classes,
                         in_channels=in_channels, arch=arch, aux=net.aux_weight > 0, keep_prob=net.keep_prob,
-                        stem_multiplier=net.stem_multiplier)
+                        stem_multiplier=net.stem_multiplier, cell_residual=net.cell_residual,
+                        cell_output=net.cell_output)
     if space_name == "macro":
         from .models.macro import MacroNet
         return MacroNet(space, channels=net.channels, num_classes=num_classes, in_channels=in_channels,
                         arch=arch, keep_prob=net.keep_prob, double_channels=net.double_channels)
-    raise ValueError(f"{space_name} is not an image space")
+    from .models import build_image_model
+    return build_image_model(space_name, space, net, num_classes=num_classes, in_channels=in_channels, arch=arch)
 
 
 def use_batch_stats(model: nn.Module) -> nn.Module:

@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .spaces import SPACES  # layer 0, no torch: the CLI stays quick to start
+
 EXIT_USAGE = 2
 EXIT_STOPPED = 130
 
@@ -26,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True, run: bool = True) -> None:
-    p.add_argument("--space", choices=("micro", "macro", "rnn"), help="search space (default: the preset's)")
+    p.add_argument("--space", choices=SPACES, help="search space (default: the preset's)")
     p.add_argument("--preset", help="named configuration (see `enas presets`)")
     p.add_argument("--config", metavar="FILE", help="JSON config file (same nesting as a run's config.json)")
     if data:
@@ -74,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torchscript, onnx, state_dict, json (repeat or comma-separate; default: all)")
     rk = sub.add_parser("rank", help="ranking fidelity: supernet scores vs stand-alone training (writes rank.json)")
     rk.add_argument("run_dir", help="a search run directory (with its checkpoint)")
-    rk.add_argument("--archs", type=int, default=20, help="architectures sampled uniformly (default 20)")
+    rk.add_argument("--archs", type=_count_or_all, default=20,
+                    help="architectures sampled uniformly (default 20); 'all' with --ground-truth: every cell")
+    rk.add_argument("--ground-truth", choices=("nb201",), metavar="BENCHMARK",
+                    help="truth from the benchmark's table (nb201) instead of stand-alone training")
     rk.add_argument("--epochs", type=int, default=1, help="stand-alone training epochs per architecture (default 1)")
     rk.add_argument("--bn-recalibrate", type=int, metavar="N",
                     help="training batches to re-estimate BN statistics per architecture (default: the search's "
@@ -224,8 +229,7 @@ def _print_result(result: dict) -> None:
     best = result.get("best_arch") or result.get("arch")
     print("best architecture:" if "best_arch" in result else "architecture:")
     try:
-        default = {"micro": "MicroSpace", "macro": "MacroSpace", "rnn": "RNNSpace"}[result["space"]]
-        space = mod.infer_space(best, getattr(mod, default)())
+        space = mod.infer_space(best, mod.default_space())
         print(mod.describe(mod.from_dict(best, space)))
     except Exception:  # noqa: BLE001 - printing is best effort; the JSON is in the run directory
         print(json.dumps(best))
@@ -234,6 +238,11 @@ def _print_result(result: dict) -> None:
     elif result.get("test_ppl") is not None or (result.get("final") or {}).get("test_ppl") is not None:
         ppl = result.get("test_ppl") or result["final"]["test_ppl"]
         print(f"test perplexity: {ppl:.2f}  parameters: {result.get('params')}")
+    gt = result.get("ground_truth")
+    if isinstance(gt, dict):
+        ds = result.get("benchmark_dataset", "cifar10")
+        print(f"ground truth ({ds}, 200-epoch test accuracy from the benchmark): {gt.get(ds, float('nan')):.2f} %"
+              f"  rank {gt.get(f'{ds}_rank')} of {gt.get('of')}  (best {(gt.get('best') or {}).get(ds, float('nan')):.2f} %)")
     print(f"wall time: {result.get('wall_time_s')} s")
 
 
@@ -322,6 +331,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return cli_report(args.run_dir)
 
 
+def _count_or_all(text: str) -> int:
+    """``--archs``: a count, or ``all`` (0: every cell of a benchmark)."""
+    if text == "all":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or 'all', got {text!r}") from None
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from .evaluate import rank_run
     from .rundir import Stopper
@@ -329,11 +348,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
     try:
         res = rank_run(args.run_dir, archs=args.archs, epochs=args.epochs, bn_recalibrate=args.bn_recalibrate,
                        score_batches=args.batches, seed=args.seed, top_k=args.top_k, overrides=args.overrides or [],
-                       stop=stopper)
+                       stop=stopper, ground_truth=args.ground_truth)
     finally:
         stopper.restore()
     print(f"Kendall tau {res['kendall_tau']:.3f}  Spearman rho {res['spearman_rho']:.3f}  "
-          f"top-{res['top_k']} overlap {res['top_k_overlap']:.2f}  ({res['archs']} architectures, {res['primary']})")
+          f"top-{res['top_k']} overlap {res['top_k_overlap']:.2f}  top-{res['top_k']} regret {res['top_k_regret']:.4g}"
+          f"  ({res['archs']} architectures, {res['primary']}"
+          + (f", truth: {res['ground_truth']} table)" if res.get("ground_truth") else ")"))
     return 0
 
 
@@ -406,7 +427,7 @@ def _report(e: Exception) -> int:
     from .rundir import RunDirError, Stopped
     known = [RunDirError]
     names = {"ConfigError", "ArchError", "DataError", "TextDataError", "CheckpointError", "NonFiniteError",
-             "VizError", "ReportError", "ExportError"}
+             "VizError", "ReportError", "ExportError", "BenchmarkError"}
     if isinstance(e, Stopped):
         print(str(e), file=sys.stderr)
         return EXIT_STOPPED

@@ -52,6 +52,11 @@ class NetConfig:
     drop_path: float = 0.0  # final drop-path probability (ramped over training, scaled by depth)
     stem_multiplier: int = 3
     double_channels: bool = True  # macro: double channels at each reduction
+    # micro: identity path around every cell (normal: + pre1(s1); reduction: + a factorized reduction of s1)
+    cell_residual: bool = False
+    # micro: cell output, combine (ReLU-1x1-BN of the loose ends to C channels) | concat (the reference's final
+    # network: loose ends concatenated, the next cell calibrates them with 1x1 convs)
+    cell_output: str = "combine"
     # language model
     embed_size: int = 200
     hidden_size: int = 200
@@ -106,6 +111,8 @@ class ControllerConfig:
     reward_c: float = 80.0  # language model: reward = c / valid_ppl
     warmup_epochs: int = 0  # epochs of uniform sampling before the controller is used and trained
     reward_bn_recalibrate: bool = False  # recalibrate BN statistics for each rewarded arch (needs search.bn_recalibrate > 0)
+    reward: str = "shared"  # shared: the sampled child's quality with the shared weights | table: a benchmark's accuracy
+    reward_noise: float = 0.0  # table: standard deviation of Gaussian noise added to each reward (accuracy in [0, 1])
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,9 @@ class SearchConfig:
     checkpoint_every: int = 100  # shared steps between checkpoints (0 = epoch ends only)
     retrain: bool = True  # train the derived architecture from scratch at the end (enas search)
     bn_recalibrate: int = 0  # training batches to re-estimate BN statistics per scored arch (0 = batch statistics)
+    table_budget: int = 500  # controller.reward=table: sampled cells in all (the search's only cost)
+    benchmark: str = ""  # path of the space's ground-truth table (nb201: the csv or its folder; "" = $ENAS_NB201 or ../shared/data)
+    benchmark_dataset: str = "cifar10"  # which of the table's datasets rewards (table mode) and ranks
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,7 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "space"}
+TABLE_SPACES = ("nb201",)  # spaces whose every architecture has a ground-truth accuracy (enas.benchmarks)
 
 # ----------------------------------------------------------------------------------------------- presets
 # Each preset is a nested dict of overrides on the defaults above. Values follow the reference scripts
@@ -196,7 +207,8 @@ PRESETS: dict[str, dict] = {
         "shared": {"epochs": 150, "batch_size": 160, "lr_max": 0.05, "lr_min": 0.0005, "weight_decay": 1e-4,
                    "grad_clip": 5.0},
         "controller": _MICRO_SEARCH_CTRL,
-        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4},
+        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4,
+                      "cell_output": "concat"},
         "train": {"epochs": 630, "batch_size": 144, "lr_max": 0.05, "lr_min": 0.0001, "weight_decay": 2e-4,
                   "cutout": 16},
     },
@@ -204,7 +216,8 @@ PRESETS: dict[str, dict] = {
         "space": "micro",
         "data": {"source": "cifar10", "valid": 0},
         "space_cfg": {"num_nodes": 5},
-        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4},
+        "final_net": {"channels": 36, "num_layers": 15, "keep_prob": 0.8, "aux_weight": 0.4, "drop_path": 0.4,
+                      "cell_output": "concat"},
         "train": {"epochs": 630, "batch_size": 144, "lr_max": 0.05, "lr_min": 0.0001, "weight_decay": 2e-4,
                   "cutout": 16, "grad_clip": 5.0},
     },
@@ -299,6 +312,56 @@ PRESETS["macro-tiny"] = {
     "net": {"channels": 4, "keep_prob": 1.0, "aux_weight": 0.0, "double_channels": False},
     "controller": {**_MACRO_SEARCH_CTRL, "train_steps": 2, "num_aggregate": 2},
     "final_net": {"channels": 4, "keep_prob": 0.9, "aux_weight": 0.0, "double_channels": True},
+}
+
+# --- NAS-Bench-201 (Dong & Yang, ICLR 2020): the benchmark's skeleton and cell; every cell has ground truth
+# (enas.benchmarks.nb201), so these searches end with the derived cell's 200-epoch test accuracy, no retraining.
+_NB201_CTRL = {"lr": 0.0035, "tanh_constant": 1.10, "op_tanh_reduce": 1.0, "entropy_weight": 1e-4,
+               "train_steps": 30, "num_aggregate": 10}
+# the benchmark's own training of a cell (C=16, N=5, 200 epochs): what `enas train` / `enas show` build
+_NB201_FINAL = {"final_net": {"channels": 16, "num_layers": 5, "keep_prob": 1.0, "aux_weight": 0.0},
+                "train": {"epochs": 200, "batch_size": 256, "lr_max": 0.1, "lr_min": 0.0, "lr_t0": 200,
+                          "weight_decay": 5e-4, "nesterov": True, "grad_clip": 5.0}}
+PRESETS["nb201-search"] = {
+    **_NB201_FINAL,
+    "space": "nb201",
+    "data": {"source": "cifar10", "valid": 25000},
+    "space_cfg": {"num_nodes": 4},
+    "net": {"channels": 16, "num_layers": 5, "keep_prob": 1.0, "aux_weight": 0.0},
+    "shared": {"epochs": 100, "batch_size": 64, "eval_batch_size": 500, "lr_max": 0.025, "lr_min": 0.001,
+               "lr_t0": 100, "weight_decay": 3e-4, "grad_clip": 5.0},
+    "controller": _NB201_CTRL,
+    "search": {"derive_samples": 100, "epoch_derive_samples": 10, "derive_batches": 4, "retrain": False},
+}
+# CPU-sized weight-sharing search on a CIFAR-10 subset at 16x16 (pass --data to the cifar10-jpg copy).
+PRESETS["nb201-cpu"] = {
+    **_NB201_FINAL,
+    "space": "nb201",
+    "data": {"source": "cifar10", "valid": 0.2, "image_size": 16, "limit_per_class": 500, "pad": 2},
+    "space_cfg": {"num_nodes": 4},
+    "net": {"channels": 8, "num_layers": 1, "keep_prob": 1.0, "aux_weight": 0.0},
+    "shared": {"epochs": 10, "batch_size": 64, "eval_batch_size": 500, "lr_max": 0.05, "lr_min": 0.001,
+               "lr_t0": 10, "weight_decay": 3e-4, "grad_clip": 5.0},
+    "controller": {**_NB201_CTRL, "train_steps": 20, "num_aggregate": 10},
+    "search": {"derive_samples": 100, "epoch_derive_samples": 10, "derive_batches": 2, "retrain": False,
+               "checkpoint_every": 0},
+}
+# Controller only: the reward is the table's accuracy of the sampled cell; no network, no data, seconds on a CPU.
+PRESETS["nb201-table"] = {
+    **_NB201_FINAL,
+    "space": "nb201",
+    "data": {"source": "cifar10"},
+    "space_cfg": {"num_nodes": 4},
+    "controller": {**_NB201_CTRL, "reward": "table", "num_aggregate": 10},
+    "search": {"table_budget": 500, "retrain": False},
+    "shared": {"epochs": 0},
+    "run": {"progress": False},
+}
+PRESETS["nb201-default"] = PRESETS["nb201-table"]
+PRESETS["nb201-tiny"] = {
+    **PRESETS["tiny"], "space": "nb201", "space_cfg": {"num_nodes": 4},
+    "net": {"channels": 4, "num_layers": 1, "keep_prob": 1.0, "aux_weight": 0.0},
+    "search": {"derive_samples": 4, "epoch_derive_samples": 2, "checkpoint_every": 3, "retrain": False},
 }
 
 
@@ -487,6 +550,11 @@ def check(cfg: Config) -> list[str]:
             e.append(f"{sec}.drop_path: must be in [0, 1), got {n.drop_path}")
         if n.aux_weight < 0:
             e.append(f"{sec}.aux_weight: must be >= 0")
+        if n.cell_output not in ("combine", "concat"):
+            e.append(f"{sec}.cell_output: expected combine or concat, got {n.cell_output!r}")
+        elif n.cell_residual and n.cell_output != "combine":
+            e.append(f"{sec}.cell_residual: needs {sec}.cell_output=combine (a concatenated output's width "
+                     "depends on the architecture)")
         for d in ("dropout_e", "dropout_i", "dropout_x", "dropout_l", "dropout_o"):
             if not 0 <= getattr(n, d) < 1:
                 e.append(f"{sec}.{d}: must be in [0, 1)")
@@ -508,6 +576,17 @@ def check(cfg: Config) -> list[str]:
         e.append("search.checkpoint_every: must be >= 0")
     if s.bn_recalibrate < 0:
         e.append(f"search.bn_recalibrate: must be >= 0, got {s.bn_recalibrate}")
+    if c.reward not in ("shared", "table"):
+        e.append(f"controller.reward: expected shared or table, got {c.reward!r}")
+    elif c.reward == "table" and cfg.space not in TABLE_SPACES:
+        e.append(f"controller.reward=table: needs a space with a ground-truth table ({', '.join(TABLE_SPACES)}), "
+                 f"not {cfg.space}")
+    if not 0 <= c.reward_noise <= 1:
+        e.append(f"controller.reward_noise: must be in [0, 1], got {c.reward_noise}")
+    if s.table_budget < 1:
+        e.append(f"search.table_budget: must be >= 1, got {s.table_budget}")
+    if s.benchmark_dataset not in ("cifar10", "cifar100", "imagenet16"):
+        e.append(f"search.benchmark_dataset: expected cifar10, cifar100 or imagenet16, got {s.benchmark_dataset!r}")
     if c.reward_bn_recalibrate and s.bn_recalibrate == 0:
         e.append("controller.reward_bn_recalibrate: needs search.bn_recalibrate > 0 (the number of batches)")
     if cfg.space_cfg.num_nodes < 1 or cfg.space_cfg.num_layers < 1:

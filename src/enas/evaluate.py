@@ -229,13 +229,22 @@ def scatter_chart(x: Sequence[float], y: Sequence[float], title: str, xlabel: st
 # ------------------------------------------------------------------------------------------- rank fidelity
 def _correlations(score: Sequence[float], truth: Sequence[float], k: int) -> dict:
     return {"kendall_tau": kendall_tau(score, truth), "spearman_rho": spearman_rho(score, truth),
-            f"top{k}_overlap": top_k_overlap(score, truth, k)}
+            f"top{k}_overlap": top_k_overlap(score, truth, k), f"top{k}_regret": top_k_regret(score, truth, k)}
+
+
+def top_k_regret(score: Sequence[float], truth: Sequence[float], k: int) -> float:
+    """How much worse (in truth units) the best of the supernet's top ``k`` is than the best of all scored."""
+    order = sorted(range(len(score)), key=lambda i: -score[i])[:k]
+    return max(truth) - max(truth[i] for i in order)
 
 
 def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recalibrate: int | None = None,
              score_batches: int = 10, seed: int = 0, top_k: int = 5, overrides: Sequence[str] = (),
-             stop: Callable[[], bool] = lambda: False) -> dict:
+             stop: Callable[[], bool] = lambda: False, ground_truth: str | None = None) -> dict:
     """Ranking fidelity of a finished (or checkpointed) search in ``run_dir``; writes ``run_dir/rank.json``.
+
+    With ``ground_truth`` (a benchmark name, ``nb201``) nothing is trained: the truth is the benchmark table's
+    accuracy of each cell, and ``archs=0`` scores every cell of the space.
 
     ``archs`` architectures are sampled uniformly (generator seeded by ``seed``) and scored by the supernet on the
     first ``score_batches`` validation batches, both with batch statistics and with BN statistics recalibrated
@@ -266,8 +275,16 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
         log.warning(warning)
     if state.get("kind") != "search":
         raise checkpoint.CheckpointError(f"rank: {ck}: not a search checkpoint")
-    if archs < 2 or epochs < 0 or score_batches < 1:
-        raise C.ConfigError("rank: --archs must be >= 2, --epochs >= 0, score_batches >= 1")
+    table = None
+    if ground_truth is not None:
+        from . import benchmarks
+        if ground_truth != cfg.space or not benchmarks.has_table(cfg.space):
+            raise C.ConfigError(f"rank: --ground-truth {ground_truth}: not the benchmark of this {cfg.space} run "
+                                f"(benchmarks: {', '.join(benchmarks.BENCHMARKS)})")
+        table = benchmarks.table_for(cfg.space, cfg.search.benchmark or None)
+    if (archs < 2 and not (archs == 0 and table is not None)) or epochs < 0 or score_batches < 1:
+        raise C.ConfigError("rank: --archs must be >= 2 (or all, with --ground-truth), --epochs >= 0, "
+                            "score_batches >= 1")
     recal = bn_recalibrate if bn_recalibrate is not None else (cfg.search.bn_recalibrate or RANK_RECAL_DEFAULT)
     quiet = C.replace(cfg.run, progress=False, report=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,8 +293,13 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
             run.model.load_state_dict(state["model"])
             run.epoch = state["epoch"]
             gen = build.make_generator(10_000 + seed, run.device)
-            actions = run.uniform(archs, generator=gen).actions
-            sampled = S.decode(run, actions)
+            if archs == 0:  # every cell of the benchmark
+                sampled = [run.mod.read_string(s, run.space) for s in table.strings]
+                actions = torch.tensor([run.mod.actions_from_arch(a, run.space) for a in sampled])
+                archs = len(sampled)
+            else:
+                actions = run.uniform(archs, generator=gen).actions
+                sampled = S.decode(run, actions)
             batches = run.task.fixed_valid_batches(score_batches)
             rows = []
             t0 = time.perf_counter()
@@ -296,6 +318,17 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
                     recal_scores, t_recal = None, 0.0
         finally:
             run.metrics.close()
+    if table is not None:
+        ds = cfg.search.benchmark_dataset
+        rows = [{"index": i, "actions": a, "arch": run.mod.to_dict(arch), "supernet_score_batch_stats": plain[i],
+                 "standalone": table.accuracy(arch, ds), "standalone_quality": table.accuracy(arch, ds),
+                 "standalone_metric": f"{ground_truth}_{ds}_test_acc"}
+                for i, (arch, a) in enumerate(zip(sampled, actions.tolist()))]
+        for row, s in zip(rows, recal_scores or []):
+            row["supernet_score_recalibrated"] = s
+        return _rank_summary(run_dir, cfg, state, rows, plain, recal_scores, archs=archs, epochs=0, seed=seed,
+                             score_batches=score_batches, recal=recal, top_k=top_k,
+                             times=(t_plain, t_recal), ground_truth=ground_truth)
     tree, errs = C.parse_overrides(list(overrides))
     if errs:
         raise C.ConfigError(errs)
@@ -319,18 +352,29 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
         rows.append(row)
         log.info("rank %d/%d: supernet %.4f  stand-alone %s %.4f", i + 1, archs,
                  (recal_scores or plain)[i], row["standalone_metric"], row["standalone"])
+    return _rank_summary(run_dir, cfg, state, rows, plain, recal_scores, archs=archs, epochs=epochs, seed=seed,
+                         score_batches=score_batches, recal=recal, top_k=top_k, times=(t_plain, t_recal))
+
+
+def _rank_summary(run_dir: Path, cfg, state: dict, rows: list[dict], plain: list[float],
+                  recal_scores: list[float] | None, *, archs: int, epochs: int, seed: int, score_batches: int,
+                  recal: int, top_k: int, times: tuple[float, float], ground_truth: str | None = None) -> dict:
+    """Correlations of the supernet's scores with the truth; writes rank.json (and the report)."""
+    from .rundir import write_json
     truth = [r["standalone_quality"] for r in rows]
     k = max(1, min(top_k, archs))
     out = {"run_dir": str(run_dir), "space": cfg.space, "archs": archs, "epochs": epochs, "seed": seed,
            "score_batches": score_batches, "bn_recalibrate": recal if recal_scores is not None else 0,
            "top_k": k, "standalone_metric": rows[0]["standalone_metric"], "search_epoch": state["epoch"],
-           "score_time_s": {"batch_stats": round(t_plain, 3), "recalibrated": round(t_recal, 3)},
+           "score_time_s": {"batch_stats": round(times[0], 3), "recalibrated": round(times[1], 3)},
            "batch_stats": _correlations(plain, truth, k)}
+    if ground_truth is not None:
+        out["ground_truth"] = ground_truth
     if recal_scores is not None:
         out["recalibrated"] = _correlations(recal_scores, truth, k)
     primary = out.get("recalibrated", out["batch_stats"])
     out.update({"kendall_tau": primary["kendall_tau"], "spearman_rho": primary["spearman_rho"],
-                "top_k_overlap": primary[f"top{k}_overlap"],
+                "top_k_overlap": primary[f"top{k}_overlap"], "top_k_regret": primary[f"top{k}_regret"],
                 "primary": "recalibrated" if recal_scores is not None else "batch_stats"})
     out["table"] = rows
     write_json(run_dir / RANK_JSON, _json_safe(out))

@@ -57,9 +57,14 @@ class Run:
         return [r for r in self.metrics if r.get("kind") == "epoch"]
 
     @property
+    def table_rows(self) -> list[dict]:
+        """Rows of a controller-only search against a benchmark table (``controller.reward=table``)."""
+        return [r for r in self.metrics if r.get("kind") == "table"]
+
+    @property
     def is_search(self) -> bool:
         keys = {k for r in self.epochs for k in r}
-        return bool(self.archs or self.derive or keys & {"baseline", "op_freq", "ctrl_reward"})
+        return bool(self.archs or self.derive or self.table_rows or keys & {"baseline", "op_freq", "ctrl_reward"})
 
     @property
     def space(self) -> str:
@@ -236,6 +241,7 @@ def search_plots(run: Run) -> list[tuple[str, str]]:
         out.append((line_chart([Series("entropy", _epoch_x(ep), _col(ep, "ctrl_entropy"))], "Controller: entropy",
                                ylabel="nats per architecture"),
                     "Entropy of the controller's policy; a fast drop means it has stopped exploring."))
+    out += _truth_plots(run)
     freq = _op_freq_chart(ep)
     if freq:
         note, _ = op_collapse_note(ep)
@@ -250,6 +256,36 @@ def search_plots(run: Run) -> list[tuple[str, str]]:
         out.append((line_chart([Series("skipped steps", _epoch_x(ep), _col(ep, "nonfinite_steps"), color="#dc2626")],
                                "Non-finite steps (skipped)", ylabel="steps, cumulative"),
                     "Steps whose loss or gradient was not finite and were skipped."))
+    return out
+
+
+def _truth_plots(run: Run) -> list[tuple[str, str]]:
+    """Ground truth over the search (a space with a benchmark table): what the search is really finding."""
+    gt = run.result.get("ground_truth") or {}
+    ds = run.result.get("benchmark_dataset") or (run.config.get("search") or {}).get("benchmark_dataset", "cifar10")
+    best = (gt.get("best") or {}).get(ds)
+    ep, out = run.epochs, []
+    if _has(ep, "sampled_truth") or _has(ep, "derive_truth"):
+        x = _epoch_x(ep)
+        series = [Series(name, x, _col(ep, key), color=color) for key, name, color in
+                  (("sampled_truth", "mean of the architectures trained this epoch", "#2563eb"),
+                   ("derive_truth", "the epoch's derived architecture", "#16a34a")) if _has(ep, key)]
+        if finite(best):
+            series.append(Series("best cell of the benchmark", x, tuple(best for _ in x), color="#6b7280", dashed=True))
+        out.append((line_chart(series, f"Ground truth ({ds} test accuracy, %)", ylabel="%"),
+                    "The benchmark's 200-epoch test accuracy of what the search samples and derives."))
+    rows = run.table_rows
+    if rows:
+        x = tuple(float(r.get("samples", i)) for i, r in enumerate(rows))
+        series = [Series("mean of the update's samples", x, _col(rows, "truth")),
+                  Series("best found so far (by reward)", x, _col(rows, "best_truth"), color="#16a34a")]
+        if finite(best):
+            series.append(Series("best cell of the benchmark", x, tuple(best for _ in x), color="#6b7280", dashed=True))
+        out.append((line_chart(series, f"Controller only: ground truth ({ds}, %)", ylabel="%", xlabel="cells sampled"),
+                    "Each update samples controller.num_aggregate cells; the reward is the table's accuracy."))
+        out.append((line_chart([Series("entropy", x, _col(rows, "entropy"))], "Controller: entropy",
+                               ylabel="nats per architecture", xlabel="cells sampled"),
+                    "Entropy of the sampled cells' policy (uniform: 6 ln 5 = 9.66 nats)."))
     return out
 
 
@@ -357,6 +393,15 @@ def _summary(run: Run) -> str:
     rows.append(("epochs done", f"{done} of {total.get('epochs', '?')}"))
     if finite(r.get("derive_score")):
         rows.append(("derive score of the best architecture", r["derive_score"]))
+    gt = r.get("ground_truth")
+    if isinstance(gt, dict):
+        ds = r.get("benchmark_dataset", "cifar10")
+        rows.append((f"ground truth of the derived cell ({ds} test accuracy, benchmark)",
+                     f"{_fmt(gt.get(ds))} % (rank {gt.get(f'{ds}_rank')} of {gt.get('of')}, "
+                     f"percentile {_fmt(gt.get(f'{ds}_percentile'))}; best cell {_fmt((gt.get('best') or {}).get(ds))} %)"))
+        for other in ("cifar10", "cifar100", "imagenet16"):
+            if other != ds and finite(gt.get(other)):
+                rows.append((f"ground truth on {other}", f"{_fmt(gt[other])} % (rank {gt.get(f'{other}_rank')})"))
     tm = _test_metric(run.final_result)
     if tm:
         rows.append((tm[0] + " (final training)", tm[1]))

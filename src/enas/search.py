@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from . import bn, build, checkpoint, config as C, reinforce, spaces
+from . import benchmarks, bn, build, checkpoint, config as C, reinforce, spaces
 from . import distributed as D
 from .guard import StepGuard, skip_mask
 from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
@@ -72,6 +72,7 @@ class SearchRun:
     dist: D.Dist = D.SINGLE  # under torchrun: this rank's place (enas.distributed)
     stop_agreed: bool = False  # under torchrun: a stop some rank asked for, agreed at the last collective
     local_stop: Callable[[], bool] | None = None
+    table: object = None  # the space's ground-truth table (enas.benchmarks), when it has one and it was found
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -135,9 +136,21 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
                     uniform=uniform, opt=opt, ctrl_opt=ctrl_opt, task=task, gens=gens,
                     autocast=build.autocast_factory(cfg, device), metrics=metrics, stop=stop, timer=Timer(),
                     baseline=torch.zeros((), device=device), sums=_zero_sums(device), dist=dist, guard=guard)
+    run.table = _ground_truth_table(cfg)
     if state is not None:
         restore(run, state)
     return run
+
+
+def _ground_truth_table(cfg: C.Config):
+    """The space's benchmark table, or None (no benchmark for this space, or its file is not found: a warning)."""
+    if not benchmarks.has_table(cfg.space):
+        return None
+    try:
+        return benchmarks.table_for(cfg.space, cfg.search.benchmark or None)
+    except benchmarks.BenchmarkError as e:
+        log.warning("no ground truth for this search: %s", e)
+        return None
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -379,6 +392,9 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
         del row["acc"]
     row.update({f"ctrl_{k}": v for k, v in ctrl.items()})
     row["op_freq"] = op_frequencies(run, run.epoch_actions)
+    if run.table is not None:  # mean ground truth of the architectures the shared phase trained this epoch
+        ds = run.cfg.search.benchmark_dataset
+        row["sampled_truth"] = sum(run.table.accuracy(a, ds) for a in run.epoch_archs) / len(run.epoch_archs)
     from .evaluate import collapse_warning
     alarm = collapse_warning(row["op_freq"])
     if alarm:
@@ -388,6 +404,8 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
         table = derive(run, run.cfg.search.epoch_derive_samples, run.gens["derive"])
         top = table[0]
         row["derive_best"] = top["score"]
+        if run.table is not None:
+            row["derive_truth"] = run.table.accuracy(top["arch"]["string"], run.cfg.search.benchmark_dataset)
         # the latest epoch's derive, not the best score so far: scores of different epochs come from different
         # shared weights and are not comparable
         run.best = {"score": top["score"], "epoch": run.epoch, "arch": top["arch"]}
@@ -448,6 +466,10 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
 
     Returns the summary written to ``result.json``.
     """
+    saved = C.from_dict(read_json(Path(resume) / "config.json")) if resume is not None else cfg
+    if saved.controller.reward == "table":  # controller only: the benchmark's table is the reward
+        from .table_search import table_search
+        return table_search(cfg, out, resume=resume, stop=stop)
     state = None
     fresh = resume is None
     existed, top = out is not None and Path(out).exists(), created_top(out)
@@ -511,6 +533,13 @@ def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state
         summary = {"space": cfg.space, "best_arch": run.best["arch"], "derive_score": run.best["score"],
                    "search_time_s": round(run.timer(), 1), "epochs": cfg.shared.epochs,
                    "nonfinite_steps": run.guard.total}
+        if run.table is not None:
+            arch = run.mod.from_dict(run.best["arch"], run.space)
+            summary["ground_truth"] = run.table.summary(arch)
+            summary["benchmark_dataset"] = ds = cfg.search.benchmark_dataset
+            gt = summary["ground_truth"]
+            log.info("derived cell %s: %s test accuracy %.2f %% (rank %d of %d, ground truth)",
+                     run.mod.to_enas_string(arch, run.space), ds, gt[ds], gt[f"{ds}_rank"], gt["of"])
     except Stopped:
         raise Stopped(real_out, "search") from None
     finally:

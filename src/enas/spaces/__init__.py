@@ -16,7 +16,7 @@ from types import ModuleType
 
 from .base import ArchError, Decision, Step  # noqa: F401
 
-SPACES = ("micro", "macro", "rnn")
+SPACES = ("micro", "macro", "rnn", "nb201")
 
 
 def get(name: str) -> ModuleType:

@@ -289,3 +289,8 @@ def read_string(text: str, space: MacroSpace) -> MacroArch:
 
 def network_words(arch: MacroArch, num_layers: int) -> str:
     return f"{len(arch.ops)} layers"
+
+
+def default_space() -> MacroSpace:
+    """The space with its default size and candidates (what a file without a config is read against)."""
+    return MacroSpace()

@@ -257,3 +257,8 @@ def read_string(text: str, space: MicroSpace) -> MicroArch:
 def network_words(arch: MicroArch, num_layers: int) -> str:
     """How ``enas show`` describes the depth of the final network built for ``arch``."""
     return f"{num_layers + 2} cells (2 reduction)"
+
+
+def default_space() -> MicroSpace:
+    """The space with its default size and candidates (what a file without a config is read against)."""
+    return MicroSpace()

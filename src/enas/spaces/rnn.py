@@ -345,3 +345,8 @@ def read_string(text: str, space: RNNSpace) -> RNNArch:
 
 def network_words(arch: RNNArch, num_layers: int) -> str:
     return f"{len(arch.activations)} nodes"
+
+
+def default_space() -> RNNSpace:
+    """The space with its default size and candidates (what a file without a config is read against)."""
+    return RNNSpace()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SPACES = ("micro", "macro", "rnn")
+SPACES = ("micro", "macro", "rnn", "nb201")
 CELLS = ("normal", "reduce")
 # Ops without weights: a controller that samples mostly these is collapsing.
-PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity")
+PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity", "none", "skip_connect")
 
 
 class VizError(ValueError):
@@ -63,7 +63,7 @@ def space_of(arch: dict, space: str | None = None) -> str:
 def build_graph(arch: dict, space: str | None = None) -> Graph:
     """The drawing graph of a micro, macro or rnn architecture JSON object."""
     name = space_of(arch, space)
-    return {"micro": micro_graph, "macro": macro_graph, "rnn": rnn_graph}[name](arch)
+    return {"micro": micro_graph, "macro": macro_graph, "rnn": rnn_graph, "nb201": nb201_graph}[name](arch)
 
 
 def _is_index(v: object) -> bool:
@@ -168,3 +168,24 @@ def rnn_graph(arch: dict) -> Graph:
     edges += [Edge(ident(j), ident("out"), "", "output") for j in rnn_loose_ends(inputs)]
     title = f"recurrent cell: {len(acts)} nodes, h_t = mean of the loose ends"
     return Graph(title, "LR", (Cluster("rnn", title, tuple(nodes), tuple(edges)),))
+
+
+# --------------------------------------------------------------------------------------------- nb201
+def nb201_graph(arch: dict) -> Graph:
+    """NAS-Bench-201 cell: node j sums one op per earlier node; ``none`` edges are not drawn."""
+    ops = arch.get("edges")
+    if not isinstance(ops, list) or not ops or not all(isinstance(o, str) for o in ops):
+        raise VizError("nb201 architecture: expected a non-empty 'edges' list of op names")
+    n = 2
+    while n * (n - 1) // 2 < len(ops):
+        n += 1
+    if n * (n - 1) // 2 != len(ops):
+        raise VizError(f"nb201 architecture: {len(ops)} edges make no complete cell")
+    ident = lambda k: f"nb201_{k}"  # noqa: E731
+    nodes = [Node(ident(0), "input", "input")]
+    nodes += [Node(ident(j), str(j), "node") for j in range(1, n - 1)]
+    nodes.append(Node(ident(n - 1), "output", "output"))
+    pairs = [(j, i) for j in range(1, n) for i in range(j)]
+    edges = tuple(Edge(ident(i), ident(j), op) for (j, i), op in zip(pairs, ops) if op != "none")
+    title = "NAS-Bench-201 cell"
+    return Graph(title, "LR", (Cluster("nb201", title, tuple(nodes), edges),))
