@@ -228,6 +228,21 @@ CASES = [
     ("flag-resume-other-arch", ["train", "{in}/other.json", "--resume", "{run}/final"],
      "ARCH differs from the architecture"),
     ("flag-train-no-arch", ["train", *TINY, "--out", "{new}"], "required: arch"),
+    # ranges and integers that used to pass the check and crash later, outputs that overwrote runs (issue #20)
+    ("ovr-negative-weight-decay", ["search", *TINY, "shared.weight_decay=-1", "--out", "{new}"],
+     "shared.weight_decay: must be >= 0, got -1.0"),
+    ("ovr-channels-too-many", ["train", "{in}/good.json", *TINY, "final_net.channels=1000000", "--out", "{new}"],
+     "final_net.channels: must be in [1, 4096], got 1000000"),
+    ("ovr-int-other-digits", ["search", *TINY, "run.seed=\u0663"],
+     "run.seed: expected an integer written with the digits 0-9, got '\u0663'"),
+    ("ovr-int-underscore", ["train", "{in}/good.json", *TINY, "train.epochs=1_0", "shared.epochs=x"],
+     "shared.epochs: expected an integer, got 'x'; train.epochs: expected an integer written with the digits"),
+    ("flag-seed-plus", ["search", *TINY, "--seed", "+3"], "argument --seed: invalid int value: '+3'"),
+    ("flag-export-into-a-run", ["export", "{run}", "--out", "{run}/final", "--format", "json"],
+     "final: is a run directory; choose another --out"),
+    ("flag-compare-into-a-run", ["compare", "--seeds", "0", *TINY, "--out", "{run}"], "is a run directory"),
+    ("flag-show-onto-a-file", ["show", "{in}/good.json", *TINY, "--format", "svg", "-o", "{run}/result.json"],
+     "result.json: exists; pass --force to replace it"),
 ]
 
 

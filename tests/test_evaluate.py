@@ -192,6 +192,7 @@ def test_compare_end_to_end(tmp_path):
     saved = json.loads((out / "random-seed1" / "config.json").read_text())
     assert saved["controller"]["kind"] == "random" and saved["run"]["seed"] == 1
     assert "ENAS vs random" in (out / "report.html").read_text()
+    assert all((out / f"{m}-seed{s}" / "report.html").exists() for m in ("enas", "random") for s in (0, 1))
     # a second call reuses the finished runs
     assert main(["compare", "--seeds", "0,1", "--preset", "tiny", "--out", str(out), "shared.epochs=1",
                  "controller.train_steps=1", "search.derive_samples=2"]) == 0

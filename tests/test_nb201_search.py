@@ -136,3 +136,13 @@ def test_missing_table_is_one_line_and_nothing_is_created(tmp_path):
     assert out.returncode == 2, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "NAS-Bench-201 table not found" in out.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_in_table_mode_judges_by_ground_truth(tmp_path, table):
+    cfg = C.load_config("nb201-table", overrides=["search.table_budget=30"])
+    summary = api.compare(cfg, [0, 1], tmp_path / "cmp")
+    assert summary["metric"] == "ground_truth_cifar10"
+    for run in summary["runs"]:
+        assert run["final"] == pytest.approx(table.accuracy(run["best_arch"]["string"]))
+    assert (tmp_path / "cmp" / "report.html").exists()
+    assert not (tmp_path / "cmp" / "enas-seed0" / "report.html").exists()  # a table search writes none (as ever)

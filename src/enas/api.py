@@ -5,20 +5,38 @@
 >>> result = api.search(cfg, out="runs/demo")               # search, derive, retrain (cfg.search.retrain)
 >>> arch = api.load_arch("runs/demo/best_arch.json", cfg)    # JSON file, run directory or integer string
 >>> table = api.derive("runs/demo", samples=100)            # re-derive from a finished search
+>>> summary = api.compare(cfg, [0, 1, 2], "runs/cmp")        # ENAS vs random search over seeds
 >>> api.train(cfg, arch, out="runs/final")                  # train one architecture from scratch
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from . import config as C
 
 
 def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path | None = None) -> dict:
-    """Run a search (see ``enas.search.search``); returns the run's ``result.json`` content."""
+    """Run a search (see ``enas.search.search``) and write its ``report.html`` (as ``run.report`` asks; a report
+    failure is a warning); returns the run's ``result.json`` content plus ``run_dir``."""
+    from .distributed import from_env
+    from .report import search_report
     from .search import search as _search
-    return _search(cfg, out, resume=resume)
+    result = _search(cfg, out, resume=resume)
+    if from_env().is_main:  # under torchrun only rank 0 writes
+        search_report(result["run_dir"])
+    return result
+
+
+def compare(cfg: C.Config, seeds: Sequence[int], out: str | Path) -> dict:
+    """ENAS against random search over ``seeds`` (see ``enas.evaluate.compare_seeds``): writes ``out/compare.json``,
+    each new run's report and the comparison page ``out/report.html``; returns the comparison."""
+    from .evaluate import compare_seeds
+    from .report import write_compare_reports
+    summary = compare_seeds(cfg, seeds, out)
+    write_compare_reports(out, summary)
+    return summary
 
 
 def train(cfg: C.Config, arch, out: str | Path | None = None, *, resume: bool = False) -> dict:

@@ -62,7 +62,7 @@ def make_controller(cfg: Config, space, device: torch.device) -> nn.Module:
         return RandomController([d.size for d in mod.decisions(space)]).to(device)
     return Controller(mod.program(space), hidden=c.lstm_size, temperature=c.temperature,
                       tanh_constant=c.tanh_constant, op_tanh_reduce=c.op_tanh_reduce,
-                      skip_target=c.skip_target).to(device)
+                      skip_target=c.skip_target, op_bias=c.op_bias).to(device)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,17 @@ class UsageError(Exception):
     pass
 
 
+def _int(text: str) -> int:
+    """argparse type: an integer written with the ASCII digits 0-9 and an optional minus sign (``int()`` also
+    takes ``+1``, ``1_000`` and the digits of other scripts)."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise ValueError(text)
+    return int(text)
+
+
+_int.__name__ = "int"  # argparse's message: "invalid int value: 'x'"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints a usage block by default)
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -34,8 +46,8 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True, run: bool = True) 
     if data:
         p.add_argument("--data", metavar="NAME_OR_PATH", help="dataset: digits, cifar10, pydoc, or a path")
     if run:
-        p.add_argument("--epochs", type=int, help="number of epochs")
-        p.add_argument("--seed", type=int, help="random seed")
+        p.add_argument("--epochs", type=_int, help="number of epochs")
+        p.add_argument("--seed", type=_int, help="random seed")
         p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: ./runs/<verb>-<space>-<time>)")
         p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
@@ -54,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _engine(s)
     rt = sub.add_parser("retrain", help="retrain the K best derived architectures of a search in parallel (Ray)")
     rt.add_argument("run_dir", help="a finished search run directory")
-    rt.add_argument("--top-k", type=int, default=2, help="how many of the best architectures (default 2)")
+    rt.add_argument("--top-k", type=_int, default=2, help="how many of the best architectures (default 2)")
     _engine(rt)
     t = sub.add_parser("train", help="train one fixed architecture from scratch")
     t.add_argument("arch", nargs="?", help="architecture: JSON file, run directory, or integer string "
@@ -66,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sh, run=False)
     sh.add_argument("--format", choices=("text", "json", "enas", "dot", "svg", "png"), default="text")
     sh.add_argument("--output", "-o", metavar="FILE", help="write the drawing here (dot/svg/png)")
+    sh.add_argument("--force", action="store_true", help="replace an existing -o FILE")
     sub.add_parser("presets", help="list the named configurations")
     r = sub.add_parser("report", help="write RUN_DIR/report.html, a self-contained HTML report of a run")
     r.add_argument("run_dir")
@@ -74,24 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", metavar="DIR", help="output directory (default: RUN_DIR/export)")
     e.add_argument("--format", action="append", metavar="FMT",
                    help="torchscript, onnx, state_dict, json (repeat or comma-separate; default: all)")
+    e.add_argument("--force", action="store_true", help="allow an --out that is (or is inside) another run directory")
     rk = sub.add_parser("rank", help="ranking fidelity: supernet scores vs stand-alone training (writes rank.json)")
     rk.add_argument("run_dir", help="a search run directory (with its checkpoint)")
     rk.add_argument("--archs", type=_count_or_all, default=20,
                     help="architectures sampled uniformly (default 20); 'all' with --ground-truth: every cell")
     rk.add_argument("--ground-truth", choices=("nb201",), metavar="BENCHMARK",
                     help="truth from the benchmark's table (nb201) instead of stand-alone training")
-    rk.add_argument("--epochs", type=int, default=1, help="stand-alone training epochs per architecture (default 1)")
-    rk.add_argument("--bn-recalibrate", type=int, metavar="N",
+    rk.add_argument("--epochs", type=_int, default=1, help="stand-alone training epochs per architecture (default 1)")
+    rk.add_argument("--bn-recalibrate", type=_int, metavar="N",
                     help="training batches to re-estimate BN statistics per architecture (default: the search's "
                          "search.bn_recalibrate, or 10 if that is 0)")
-    rk.add_argument("--batches", type=int, default=10, help="validation batches each architecture is scored on")
-    rk.add_argument("--top-k", type=int, default=5, help="k of the top-k overlap (default 5)")
-    rk.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
+    rk.add_argument("--batches", type=_int, default=10, help="validation batches each architecture is scored on")
+    rk.add_argument("--top-k", type=_int, default=5, help="k of the top-k overlap (default 5)")
+    rk.add_argument("--seed", type=_int, default=0, help="seed of the architecture sample")
     rk.add_argument("overrides", nargs="*", metavar="section.key=value",
                     help="changes to the stand-alone training protocol (final_net.*, train.*)")
     cp = sub.add_parser("compare", help="ENAS vs random controller over seeds, same budget and final protocol")
     cp.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
     _common(cp)
+    cp.add_argument("--force", action="store_true", help="allow an --out that is (or is inside) a run directory")
     return ap
 
 
@@ -120,7 +135,56 @@ def _load_cfg(args: argparse.Namespace, verb: str):
     if getattr(args, "quiet", False):
         overrides.append("run.progress=false")
     preset = args.preset
-    return C.load_config(preset=preset, file=args.config, overrides=overrides, space=args.space)
+    strict = _loose_numbers(overrides, args.config)
+    try:
+        cfg = C.load_config(preset=preset, file=args.config, overrides=overrides, space=args.space)
+    except C.ConfigError as e:
+        raise C.ConfigError(e.errors + strict) from None
+    if strict:
+        raise C.ConfigError(strict)
+    return cfg
+
+
+def _loose_numbers(overrides: list[str], config_file: str | None) -> list[str]:
+    """Numbers that ``int()`` / ``float()`` would accept but a person did not mean: an integer setting must be
+    written with the ASCII digits 0-9 (and an optional minus sign; no ``+``, ``_`` or other scripts' digits),
+    a real one without ``_`` or non-ASCII characters. Other bad values are left to the config's own check."""
+    import dataclasses
+    from . import config as C
+    values: list[tuple[str, object]] = []
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if eq and key.count(".") == 1:
+            values.append((key.strip(), value))
+    if config_file:
+        try:
+            tree = json.loads(Path(config_file).read_text())
+        except (OSError, ValueError):
+            tree = None  # reported by load_config
+        if isinstance(tree, dict):
+            values += [(f"{sec}.{k}", v) for sec, d in tree.items() if isinstance(d, dict) for k, v in d.items()]
+    defaults = C.Config()
+    errors = []
+    for key, value in values:
+        sec, name = key.split(".")
+        if sec not in C.SECTIONS or not isinstance(value, str):
+            continue
+        tp = {f.name: f.type for f in dataclasses.fields(getattr(defaults, sec))}.get(name)
+        if tp in ("int", int):
+            try:
+                int(value)
+            except ValueError:
+                continue  # "expected an integer" from the config
+            if not re.fullmatch(r"-?[0-9]+", value):
+                errors.append(f"{key}: expected an integer written with the digits 0-9, got {value!r}")
+        elif tp in ("float", float):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            if not value.isascii() or "_" in value:
+                errors.append(f"{key}: expected a number written with the digits 0-9, got {value!r}")
+    return errors
 
 
 _RESUME_FIXED = (("preset", "--preset"), ("config", "--config"), ("space", "--space"), ("data", "--data"),
@@ -177,6 +241,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             result = search(cfg, out=args.out, stop=stopper)
     finally:
         stopper.restore()
+    from .distributed import from_env
+    if from_env().is_main:  # as run.report asks; a report failure is a warning
+        from .report import search_report
+        search_report(result["run_dir"])
     _print_result(result)
     return 0
 
@@ -187,7 +255,7 @@ def _search_seeds(args: argparse.Namespace) -> int:
     if args.resume:
         raise UsageError("enas search: --seeds cannot be combined with --resume (resume each seed-S directory)")
     try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        seeds = [_int(x.strip()) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"--seeds {args.seeds}: expected comma-separated integers, e.g. 0,1,2") from None
     from . import ray_engine
@@ -209,6 +277,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UsageError(f"--top-k: must be >= 1, got {args.top_k}")
     from . import ray_engine
+    if (Path(args.run_dir) / "config.json").is_file():
+        _lock(Path(args.run_dir))  # it writes RUN_DIR/retrain (each trial locks its own arch-i)
     try:
         s = ray_engine.retrain(args.run_dir, args.top_k, address=args.address, cpus=args.cpus_per_trial,
                                gpus=args.gpus_per_trial)
@@ -255,6 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             rd, cfg = _resume_config(args, "train")
+            _lock(rd)  # (a fresh training's new directory is locked when it is made)
             arch, _ = read_arch(str(rd / "arch.json"), cfg.space, build.make_space(cfg))
             if args.arch is not None:
                 from . import spaces
@@ -290,7 +361,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if args.format in ("dot", "svg", "png"):
         from .viz import render
-        text = render(cfg.space, mod.to_dict(arch), args.format, args.output)
+        if args.output:
+            with _new_output_file(Path(args.output), "-o", args.force):
+                text = render(cfg.space, mod.to_dict(arch), args.format, args.output)
+        else:
+            text = render(cfg.space, mod.to_dict(arch), args.format, None)
         if args.output is None and text is not None:
             print(text)
         elif args.output:
@@ -328,6 +403,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import cli_report
+    if (Path(args.run_dir) / "config.json").is_file():
+        _lock(Path(args.run_dir))  # it writes RUN_DIR/report.html
     return cli_report(args.run_dir)
 
 
@@ -342,8 +419,16 @@ def _count_or_all(text: str) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from . import config as C
     from .evaluate import rank_run
     from .rundir import Stopper
+    strict = _loose_numbers(list(args.overrides or []), None)
+    if strict:
+        raise C.ConfigError(strict)
+    if args.seed < 0:
+        raise UsageError(f"--seed: must be >= 0, got {args.seed}")
+    if (Path(args.run_dir) / "config.json").is_file():
+        _lock(Path(args.run_dir))  # it writes rank.json and rank/ into the run
     stopper = Stopper().install()
     try:
         res = rank_run(args.run_dir, archs=args.archs, epochs=args.epochs, bn_recalibrate=args.bn_recalibrate,
@@ -351,6 +436,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                        stop=stopper, ground_truth=args.ground_truth)
     finally:
         stopper.restore()
+    from .report import write_run_report
+    write_run_report(args.run_dir)  # with the ranking section, as run.report asks; a failure is a warning
     print(f"Kendall tau {res['kendall_tau']:.3f}  Spearman rho {res['spearman_rho']:.3f}  "
           f"top-{res['top_k']} overlap {res['top_k_overlap']:.2f}  top-{res['top_k']} regret {res['top_k_regret']:.4g}"
           f"  ({res['archs']} architectures, {res['primary']}"
@@ -365,18 +452,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("enas compare: --resume is not needed; run the same command again (finished runs in --out "
                          "are reused, interrupted ones resumed)")
     try:
-        seeds = [int(s) for s in args.seeds.replace(" ", "").split(",") if s]
+        seeds = [_int(s) for s in args.seeds.replace(" ", "").split(",") if s]
     except ValueError:
         raise UsageError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
     if args.seed is not None:
         raise UsageError("enas compare: use --seeds, not --seed")
     cfg = _load_cfg(args, "search")
     out = args.out or f"runs/compare-{cfg.space}"
+    _refuse_run_output(Path(out), "--out", args.force)
     stopper = Stopper().install()
     try:
         res = compare_seeds(cfg, seeds, out, stop=stopper)
     finally:
         stopper.restore()
+    from .report import write_compare_reports
+    write_compare_reports(out, res)  # each new run's report and the comparison page, out/report.html
     st = res["stats"]
     print(f"{res['metric']}: enas {st['enas']['mean']:.4f} ± {st['enas']['std']:.4f}  random "
           f"{st['random']['mean']:.4f} ± {st['random']['std']:.4f}  Welch p = {res['welch']['p']}")
@@ -385,8 +475,112 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import cli_export
-    return cli_export(args.run_dir, args.out, args.format)
+    """Export into a staging directory next to the target and move the files into place only when every
+    format was written and verified: a failed export leaves the target as it was and removes what it made."""
+    import os
+    import shutil
+    import tempfile
+    from .export import FORMATS, ExportError, export_run, resolve_run_dir
+    from .rundir import created_top, run_root
+    run_dir = Path(args.run_dir)
+    resolve_run_dir(run_dir)  # a missing or untrained run is reported before anything is made
+    target = Path(args.out) if args.out else run_dir / "export"
+    if args.out:
+        _refuse_run_output(target, "--out", args.force, source=run_dir)
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target}: exists and is not a directory")
+    fmts = FORMATS if not args.format else [f.strip() for item in args.format for f in item.split(",") if f.strip()]
+    root = run_root(target)
+    if (root / "config.json").is_file():
+        _lock(root)  # it writes into a run (by default RUN_DIR/export)
+    top = created_top(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    except OSError as e:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise ExportError(f"{target}: cannot create ({e.strerror})") from None
+    named = _RenameInLog(staging, target)  # the log names the target, not the staging directory
+    logging.getLogger("enas").addFilter(named)
+    try:
+        written = export_run(run_dir, staging, formats=fmts)
+        target.mkdir(exist_ok=True)
+        for p in staging.iterdir():
+            os.replace(p, target / p.name)
+    except BaseException:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+    finally:
+        logging.getLogger("enas").removeFilter(named)
+        shutil.rmtree(staging, ignore_errors=True)
+    for key in ("torchscript", "onnx", "state_dict", "arch", "model_card", "vocab"):
+        if key in written:
+            print(f"{key:12s} {target / written[key].name}")
+    return 0
+
+
+class _RenameInLog(logging.Filter):
+    def __init__(self, old: Path, new: Path):
+        super().__init__()
+        self.old, self.new = str(old), str(new)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if self.old in msg:
+            record.msg, record.args = msg.replace(self.old, self.new), ()
+        return True
+
+
+def _lock(run: Path) -> None:
+    """Hold the lock of the run at ``run`` until this command ends (a second writer gets "in use")."""
+    from .rundir import lock_run
+    lock_run(run)
+
+
+def _refuse_run_output(out: Path, flag: str, force: bool, source: Path | None = None) -> None:
+    """An output directory that is a run, or lies inside a run other than ``source``, is refused unless
+    ``--force`` (a file there is refused always: a directory is needed)."""
+    from .rundir import run_root
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out}: exists and is not a directory")
+    if force:
+        return
+    if (out / "config.json").is_file():
+        raise UsageError(f"{flag} {out}: is a run directory; choose another {flag} (or pass --force to write there)")
+    root = run_root(out)
+    if (root / "config.json").is_file() and (source is None or run_root(source).resolve() != root.resolve()):
+        raise UsageError(f"{flag} {out}: is inside the run directory {root}; choose another {flag} (or pass --force "
+                         "to write there)")
+
+
+class _new_output_file:
+    """``-o FILE``: refuse an existing file unless ``--force``; lock the run it is written into, if any; on
+    failure remove the file if this command created it (and the directories it made for it)."""
+
+    def __init__(self, path: Path, flag: str, force: bool):
+        from .rundir import created_top, run_root
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory; give a file name")
+        if path.exists() and not force:
+            raise UsageError(f"{flag} {path}: exists; pass --force to replace it")
+        root = run_root(path.parent)
+        if (root / "config.json").is_file():
+            _lock(root)
+        self.path, self.existed, self.top = path, path.exists(), created_top(path.parent)
+
+    def __enter__(self) -> "_new_output_file":
+        return self
+
+    def __exit__(self, kind, value, tb) -> bool:  # noqa: ANN001
+        if kind is not None:
+            import shutil
+            if not self.existed:
+                self.path.unlink(missing_ok=True)
+            if self.top is not None:
+                shutil.rmtree(self.top, ignore_errors=True)
+        return False
 
 
 HANDLERS = {"search": cmd_search, "retrain": cmd_retrain, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
@@ -394,6 +588,15 @@ HANDLERS = {"search": cmd_search, "retrain": cmd_retrain, "train": cmd_train, "s
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .rundir import held_locks, release_locks
+    before = held_locks()
+    try:
+        return _main(argv)
+    finally:  # the run directories this command locked are free again (and their lock files gone)
+        release_locks(held_locks() - before)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -439,10 +642,31 @@ def _report(e: Exception) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(e, OSError):  # disk full, permissions: the run directory keeps its last checkpoint
+        import errno
         where = f" ({e.filename})" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 1
-    raise e
+        # not allowed to read or write there: the user's to fix, like any bad input
+        return EXIT_USAGE if isinstance(e, PermissionError) or e.errno == errno.EROFS else 1
+    return _internal_error(e)
+
+
+def _internal_error(e: BaseException) -> int:
+    """An error that is ours, not the input's: one line naming it and a file with the traceback, exit 1."""
+    import tempfile
+    import time
+    import traceback
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    what = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    try:
+        fd, path = tempfile.mkstemp(prefix=time.strftime("enas-traceback-%Y%m%d-%H%M%S-"), suffix=".txt")
+        with open(fd, "w") as f:
+            f.write(f"enas {' '.join(sys.argv[1:])}\n\n")
+            f.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+        where = f"; the traceback is in {path} (please report it)"
+    except OSError:
+        where = " (the traceback could not be saved)"
+    print(f"error: internal error ({what}){where}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ The controller owns no optimizer, data or loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +30,10 @@ class Sample:
 class Controller(nn.Module):
     def __init__(self, program: list[Step], *, hidden: int = 64, temperature: float = 0.0,
                  tanh_constant: float = 0.0, op_tanh_reduce: float = 1.0, skip_target: float = 0.4,
-                 init_range: float = 0.1):
+                 init_range: float = 0.1, op_bias: bool = True):
         super().__init__()
+        if not op_bias:  # drop the space's op preferences (fixed and initial logit biases): every op starts equal
+            program = [replace(s, bias=(), init_bias=()) if s.kind == "op" else s for s in program]
         self.program = list(program)
         self.hidden = hidden
         self.temperature = temperature

@@ -1,16 +1,16 @@
-"""Honest evaluation of a search: ranking fidelity, ENAS versus random over seeds, and a collapse alarm.
+"""Honest evaluation of a search: ranking fidelity and ENAS versus random over seeds.
 
-* statistics (pure Python): ``kendall_tau`` (tau-b, ties handled), ``spearman_rho`` (average ranks),
-  ``top_k_overlap``, ``welch_t_test`` (two-sided, Student-t tail by the regularised incomplete beta function),
-  ``paired_t_test``, ``mean_std``;
-* ``collapse_warning(op_freq)``: a sentence when parameter-free ops take over the sampled ops;
 * ``rank_run(run_dir, archs, epochs)``: sample architectures uniformly, score each with the trained supernet (with
   and without BN recalibration), train each stand-alone for a short fixed budget, and write ``rank.json``;
 * ``compare_seeds(cfg, seeds, out)``: an ENAS and a random search per seed with the same config, each derived best
-  retrained with the same final protocol; writes ``compare.json`` and ``report.html``.
+  retrained with the same final protocol; writes ``compare.json``;
+* the HTML sections of those files (``rank_section``, ``compare_section``, ``report_sections``) that
+  ``enas.report`` puts into a run's report.
 
-Module import is pure Python (torch is imported inside the procedures), so ``enas.report`` can use the HTML
-pieces here.
+The statistics (Kendall tau, Spearman rho, top-k, t-tests) and the collapse rule live in ``enas.stats`` (layer 0)
+and are re-exported here for scripts that import them from this module. The HTML reports are written by the
+commands (``enas rank``, ``enas compare``: ``enas.cli``, ``enas.api``), never by these procedures, so this module
+imports nothing from ``enas.report``. Module import is pure Python (torch is imported inside the procedures).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import math
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .viz.graph import PARAMETER_FREE
+from .stats import (PARAMETER_FREE, collapse_warning, kendall_tau, mean_std, paired_t_test,  # noqa: F401
+                    parameter_free_share, pearson, ranks, spearman_rho, t_two_sided_p, top_k_overlap, top_k_regret,
+                    welch_t_test)
 from .viz.plots import PALETTE, Series, _frame, _svg, finite, line_chart
 
 log = logging.getLogger("enas")
@@ -30,187 +32,6 @@ log = logging.getLogger("enas")
 RANK_JSON = "rank.json"
 COMPARE_JSON = "compare.json"
 RANK_RECAL_DEFAULT = 10  # BN recalibration batches used by `enas rank` when the search itself used none
-
-
-# ------------------------------------------------------------------------------------------ statistics
-def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
-    if len(x) != len(y):
-        raise ValueError(f"need two sequences of the same length, got {len(x)} and {len(y)}")
-
-
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b: (concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y)); NaN if either is constant."""
-    _check_pair(x, y)
-    n = len(x)
-    conc = disc = tx = ty = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                tx += 1
-                ty += 1
-            elif dx == 0:
-                tx += 1
-            elif dy == 0:
-                ty += 1
-            elif (dx > 0) == (dy > 0):
-                conc += 1
-            else:
-                disc += 1
-    n0 = n * (n - 1) // 2
-    denom = math.sqrt((n0 - tx) * (n0 - ty))
-    return (conc - disc) / denom if denom > 0 else math.nan
-
-
-def ranks(x: Sequence[float]) -> list[float]:
-    """1-based ranks, ties get the average of the ranks they span."""
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    out = [0.0] * len(x)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    _check_pair(x, y)
-    n = len(x)
-    if n < 2:
-        return math.nan
-    mx, my = sum(x) / n, sum(y) / n
-    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
-    sxx = sum((a - mx) ** 2 for a in x)
-    syy = sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else math.nan
-
-
-def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rho: Pearson correlation of the (average) ranks."""
-    _check_pair(x, y)
-    return pearson(ranks(x), ranks(y))
-
-
-def top_k_overlap(pred: Sequence[float], true: Sequence[float], k: int) -> float:
-    """Fraction of the true top-k (highest values) that are also in the predicted top-k (ties broken by index)."""
-    _check_pair(pred, true)
-    k = max(1, min(k, len(pred)))
-    top = lambda v: set(sorted(range(len(v)), key=lambda i: (-v[i], i))[:k])  # noqa: E731
-    return len(top(pred) & top(true)) / k
-
-
-def mean_std(v: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan
-    m = sum(v) / n
-    return m, (math.sqrt(sum((a - m) ** 2 for a in v) / (n - 1)) if n > 1 else 0.0)
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(lbeta) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(lbeta) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """Two-sided p-value of Student's t with ``df`` degrees of freedom."""
-    if not math.isfinite(t):
-        return 0.0 if math.isinf(t) else math.nan
-    if df <= 0 or not math.isfinite(df):
-        return math.nan
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
-def welch_t_test(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Welch's unequal-variance t-test of mean(a) != mean(b): {t, df, p} (NaN where undefined)."""
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
-        return {"t": math.nan, "df": math.nan, "p": math.nan}
-    va, vb = sa * sa / na, sb * sb / nb
-    if va + vb == 0:
-        return {"t": math.nan if ma == mb else math.copysign(math.inf, ma - mb), "df": math.nan,
-                "p": math.nan if ma == mb else 0.0}
-    t = (ma - mb) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / ((va * va / (na - 1) if na > 1 else 0) + (vb * vb / (nb - 1) if nb > 1 else 0))
-    return {"t": t, "df": df, "p": t_two_sided_p(t, df)}
-
-
-def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Paired t-test on the differences a_i - b_i (same seed): {t, df, p}."""
-    _check_pair(a, b)
-    d = [x - y for x, y in zip(a, b)]
-    m, s = mean_std(d)
-    n = len(d)
-    if n < 2:
-        return {"t": math.nan, "df": math.nan, "p": math.nan}
-    if s == 0:
-        return {"t": math.nan if m == 0 else math.copysign(math.inf, m), "df": n - 1, "p": math.nan if m == 0 else 0.0}
-    t = m / (s / math.sqrt(n))
-    return {"t": t, "df": n - 1, "p": t_two_sided_p(t, n - 1)}
-
-
-# ----------------------------------------------------------------------------------------- collapse alarm
-def parameter_free_share(op_freq: dict) -> float:
-    return sum(v for k, v in op_freq.items() if k in PARAMETER_FREE and finite(v))
-
-
-def collapse_warning(op_freq: dict, margin: float = 0.5) -> str:
-    """A warning sentence when parameter-free ops take over the sampled ops, else "".
-
-    Threshold: the uniform share u of parameter-free ops (their count over the op count) plus ``margin`` of the way
-    to 1, i.e. u + margin (1 - u): 80% in the ENAS micro space (u = 3/5), 62.5% with 4 ops of which 1 is free.
-    """
-    if not op_freq:
-        return ""
-    free = [k for k in op_freq if k in PARAMETER_FREE]
-    if not free or len(free) == len(op_freq):
-        return ""
-    u = len(free) / len(op_freq)
-    thr = u + margin * (1 - u)
-    share = parameter_free_share(op_freq)
-    if share < thr:
-        return ""
-    return (f"parameter-free ops ({', '.join(free)}) are {share:.0%} of the ops sampled (uniform sampling gives "
-            f"{u:.0%}; alarm at {thr:.0%}): the controller may be collapsing onto parameter-free ops")
 
 
 # ------------------------------------------------------------------------------------------------ plots
@@ -230,12 +51,6 @@ def scatter_chart(x: Sequence[float], y: Sequence[float], title: str, xlabel: st
 def _correlations(score: Sequence[float], truth: Sequence[float], k: int) -> dict:
     return {"kendall_tau": kendall_tau(score, truth), "spearman_rho": spearman_rho(score, truth),
             f"top{k}_overlap": top_k_overlap(score, truth, k), f"top{k}_regret": top_k_regret(score, truth, k)}
-
-
-def top_k_regret(score: Sequence[float], truth: Sequence[float], k: int) -> float:
-    """How much worse (in truth units) the best of the supernet's top ``k`` is than the best of all scored."""
-    order = sorted(range(len(score)), key=lambda i: -score[i])[:k]
-    return max(truth) - max(truth[i] for i in order)
 
 
 def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recalibrate: int | None = None,
@@ -359,7 +174,7 @@ def rank_run(run_dir: str | Path, *, archs: int = 20, epochs: int = 1, bn_recali
 def _rank_summary(run_dir: Path, cfg, state: dict, rows: list[dict], plain: list[float],
                   recal_scores: list[float] | None, *, archs: int, epochs: int, seed: int, score_batches: int,
                   recal: int, top_k: int, times: tuple[float, float], ground_truth: str | None = None) -> dict:
-    """Correlations of the supernet's scores with the truth; writes rank.json (and the report)."""
+    """Correlations of the supernet's scores with the truth; writes rank.json (``enas rank`` writes the report)."""
     from .rundir import write_json
     truth = [r["standalone_quality"] for r in rows]
     k = max(1, min(top_k, archs))
@@ -380,12 +195,6 @@ def _rank_summary(run_dir: Path, cfg, state: dict, rows: list[dict], plain: list
     write_json(run_dir / RANK_JSON, _json_safe(out))
     log.info("rank: tau %.3f  rho %.3f  top-%d overlap %.2f (%s)", out["kendall_tau"], out["spearman_rho"], k,
              out["top_k_overlap"], out["primary"])
-    if cfg.run.report:
-        try:
-            from .report import write_report
-            write_report(run_dir)
-        except Exception as e:  # noqa: BLE001 - the report is a courtesy
-            log.warning("could not write the HTML report: %s", e)
     return out
 
 
@@ -443,15 +252,17 @@ METHODS = ("enas", "random")
 
 def compare_seeds(cfg, seeds: Sequence[int], out: str | Path, *, stop: Callable[[], bool] = lambda: False) -> dict:
     """For each seed, an ENAS search and a random search (``controller.kind=random``) with the same config (same
-    shared-weight steps, same derive samples, same final-training protocol); writes ``out/compare.json`` and
-    ``out/report.html``. Finished runs in ``out`` are reused, interrupted ones resumed."""
+    shared-weight steps, same derive samples, same final-training protocol); writes ``out/compare.json``. Finished
+    runs in ``out`` are reused, interrupted ones resumed. The HTML pages (each run's and ``out/report.html``) are
+    the caller's: ``report.write_compare_reports``."""
     from . import config as C
     from .rundir import read_json, write_json
     from .search import search
 
     if not seeds:
         raise C.ConfigError("compare: --seeds needs at least one seed")
-    if not cfg.search.retrain or cfg.train.epochs < 1:
+    truth = cfg.space in C.TABLE_SPACES  # a benchmark's ground truth judges the derived cells: no retraining
+    if not truth and (not cfg.search.retrain or cfg.train.epochs < 1):
         raise C.ConfigError("compare: needs search.retrain=true and train.epochs >= 1 (the final protocol)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -474,7 +285,6 @@ def compare_seeds(cfg, seeds: Sequence[int], out: str | Path, *, stop: Callable[
                     "shared_epochs": cfg.shared.epochs, "derive_samples": cfg.search.derive_samples,
                     "train_epochs": cfg.train.epochs, "config": C.to_dict(cfg)})
     write_json(out / COMPARE_JSON, _json_safe(summary))
-    write_compare_page(out, summary)
     return summary
 
 
@@ -482,8 +292,13 @@ def _compare_row(method: str, seed: int, d: Path, res: dict) -> dict:
     final = res.get("final") or {}
     ppl = final.get("test_ppl", res.get("test_ppl"))
     rnn = ppl is not None and res.get("test_acc") is None
-    return {"method": method, "seed": seed, "run_dir": str(d), "metric": "test_ppl" if rnn else "test_acc",
-            "final": ppl if rnn else res.get("test_acc"), "derive_score": res.get("derive_score"),
+    metric, value = ("test_ppl", ppl) if rnn else ("test_acc", res.get("test_acc"))
+    gt = res.get("ground_truth")
+    if isinstance(gt, dict):  # a benchmark's 200-epoch test accuracy of the derived cell (percent)
+        ds = res.get("benchmark_dataset", "cifar10")
+        metric, value = f"ground_truth_{ds}", gt.get(ds)
+    return {"method": method, "seed": seed, "run_dir": str(d), "metric": metric,
+            "final": value, "derive_score": res.get("derive_score"),
             "search_time_s": res.get("search_time_s"), "wall_time_s": res.get("wall_time_s"),
             "params": res.get("params"), "best_arch": res.get("best_arch")}
 
@@ -516,8 +331,10 @@ def compare_section(summary: dict) -> str:
     rows = [(m, f"{_f(st[m]['mean'])} ± {_f(st[m]['std'])}", st[m]["n"], _f(st[m].get("search_time_s_mean"), 1))
             for m in METHODS if m in st]
     w, p = summary.get("welch", {}), summary.get("paired", {})
-    text = (f"<p>Final {html.escape(metric)} ({'lower' if summary.get('lower_is_better') else 'higher'} is better) "
-            f"of each derived best, retrained with the same protocol. Welch t = {_f(w.get('t'), 3)}, "
+    how = ("the benchmark's ground truth of each derived best" if metric.startswith("ground_truth")
+           else "of each derived best, retrained with the same protocol")
+    text = (f"<p>Final {html.escape(metric)} ({'lower' if summary.get('lower_is_better') else 'higher'} is better): "
+            f"{how}. Welch t = {_f(w.get('t'), 3)}, "
             f"df = {_f(w.get('df'), 1)}, p = {_f(w.get('p'), 3)}; paired (same seed) t = {_f(p.get('t'), 3)}, "
             f"p = {_f(p.get('p'), 3)}; ENAS better on {summary.get('enas_wins')} of {summary.get('pairs')} seeds."
             "</p>")
@@ -531,20 +348,6 @@ def compare_section(summary: dict) -> str:
                            for s in seeds), color=PALETTE[i]) for i, m in enumerate(METHODS)]
     svg = line_chart(series, f"ENAS vs random: final {metric} per seed", xlabel="seed", ylabel=metric)
     return text + table + per_table + f'<figure class="fig">{svg}</figure>'
-
-
-def write_compare_page(out: Path, summary: dict) -> Path:
-    from .report import CSS
-    body = compare_section(summary)
-    title = f"ENAS vs random: {summary.get('space', '')} ({html.escape(str(summary.get('data', '')))})"
-    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><main><h1>{html.escape(title)}</h1>"
-            f"<section><h2>Comparison over seeds</h2>{body}</section>"
-            f"<section><h2>Configuration</h2><pre>{html.escape(json.dumps(summary.get('config'), indent=1))}</pre>"
-            "</section></main></body></html>\n")
-    path = out / "report.html"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def report_sections(run_dir: str | Path) -> list[tuple[str, str]]:

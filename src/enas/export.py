@@ -225,7 +225,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
 def model_card(run: dict, extra: dict, files: dict[str, str], opset: int | None, verified: dict) -> dict:
     """The plain-data description of an export (what goes into ``model_card.json``)."""
     from . import __version__, spaces
-    from .train import count_params
+    from .models import count_params
     cfg, result, model = run["cfg"], run["result"], run["model"]
     card: dict = {"format": CARD_FORMAT, "generator": f"enas {__version__}", "space": cfg.space,
                   "source_run": str(run["dir"]), "arch": spaces.get(cfg.space).to_dict(run["arch"]),

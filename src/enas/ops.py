@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spaces.base import PARAMETER_FREE as _FREE
+
 
 def bn(c: int, affine: bool = True) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1, affine=affine)
@@ -127,7 +129,7 @@ OPS: dict[str, Callable[[int, bool], nn.Module]] = {
     "identity": lambda c, r: Identity(c, r),
 }
 
-PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity")
+PARAMETER_FREE = tuple(op for op in OPS if op in _FREE)  # avg_pool_3x3, max_pool_3x3, identity
 
 
 def build(name: str, channels: int, reducible: bool = True) -> nn.Module:

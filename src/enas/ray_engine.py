@@ -75,9 +75,12 @@ def _train_trial(cfg_dict: dict, arch_dict: dict, out: str) -> dict:
 
 
 def _search_trial(cfg_dict: dict, out: str) -> dict:
+    from .report import search_report
     from .search import search
     _threads()
-    return {**search(C.from_dict(cfg_dict), out), "run_dir": out}
+    result = search(C.from_dict(cfg_dict), out)
+    search_report(out)  # as run.report asks; a failure is a warning
+    return {**result, "run_dir": out}
 
 
 def top_archs(run_dir: Path, k: int) -> list[dict]:

@@ -4,6 +4,11 @@
 metrics.jsonl, archs.jsonl, derive.json, best_arch.json, result.json, and final/ for the retrained network),
 draws the curves and architectures with ``enas.viz`` and writes ``run_dir/report.html``. Missing files or
 fields only drop the pieces that need them. Pure Python: no torch import.
+
+The commands write the reports, not the procedures (which never import this module): ``search_report`` after
+``enas search``, ``write_run_report`` after ``enas rank``, ``write_compare_reports`` (each run's report and the
+comparison page, ``write_compare_page``) after ``enas compare``. A report problem there is a warning, never a
+failed command. The collapse warning is the rule of ``enas.stats`` (``is_collapsing``), the one the search log uses.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
+from . import stats
+from .stats import PARAMETER_FREE
 from .viz import VizError, to_svg
-from .viz.graph import PARAMETER_FREE
 from .viz.plots import Series, finite, line_chart, stacked_area
 
 log = logging.getLogger("enas")
@@ -170,17 +176,17 @@ def _with_steps(run: Run, key: str, label: str) -> list[Series]:
 
 
 def op_collapse_note(rows: list[dict]) -> tuple[str, bool]:
-    """A sentence on the share of parameter-free ops sampled (first vs last epoch), and whether to warn."""
-    freqs = [r["op_freq"] for r in rows if isinstance(r.get("op_freq"), dict) and r["op_freq"]]
-    if not freqs or not any(op in PARAMETER_FREE for op in freqs[0]):
+    """A sentence on the share of parameter-free ops sampled (first vs last epoch), and whether to warn: the
+    collapse rule (``stats.is_collapsing``) on the last epoch's ``stats.policy_op_freq``, as the search log does."""
+    freqs = [f for f in (stats.policy_op_freq(r) for r in rows) if f]
+    th = stats.collapse_threshold(freqs[-1]) if freqs else None
+    if th is None:
         return "", False
-    def share(f: dict) -> float:
-        return sum(v for k, v in f.items() if k in PARAMETER_FREE and finite(v))
-    first, last = share(freqs[0]), share(freqs[-1])
+    first, last = stats.parameter_free_share(freqs[0]), stats.parameter_free_share(freqs[-1])
     ops = [op for op in freqs[-1] if op in PARAMETER_FREE]
-    warn = last >= 0.8 or (len(freqs) > 1 and last - first >= 0.25)
+    warn = stats.is_collapsing(freqs[-1])
     text = (f"Parameter-free ops ({', '.join(ops)}) were {last:.0%} of the ops sampled in the last epoch "
-            f"({first:.0%} in the first).")
+            f"({first:.0%} in the first; {th[0]:.0%} under uniform sampling, alarm at {th[1]:.0%}).")
     if warn:
         text += " The controller may be collapsing onto parameter-free ops (a known ENAS failure mode)."
     return text, warn
@@ -232,11 +238,21 @@ def search_plots(run: Run) -> list[tuple[str, str]]:
         out.append((line_chart(acc, "Shared weights: accuracy", ylabel="accuracy"),
                     "Accuracy of sampled architectures with the shared weights."))
     ctrl = [Series(name, _epoch_x(ep), _col(ep, key), dashed=dashed)
-            for key, name, dashed in (("ctrl_reward", "reward (validation accuracy)", False),
+            for key, name, dashed in (("ctrl_reward", "reward of the controller's samples", False),
+                                      ("ctrl_uniform_reward", "reward of uniform architectures", False),
                                       ("baseline", "baseline (moving average)", True)) if _has(ep, key)]
     if ctrl:
         out.append((line_chart(ctrl, "Controller: reward and baseline", ylabel="reward"),
-                    "Mean reward of the controller's samples and the REINFORCE baseline."))
+                    "Mean reward of the controller's samples, of uniformly drawn architectures on the same weights "
+                    "and batches (the controller is searching while it stays above them), and the baseline."))
+    if _has(ep, "ctrl_reward_snr"):
+        snr = tuple(v if finite(v) else None for v in _col(ep, "ctrl_reward_snr"))
+        x = _epoch_x(ep)
+        out.append((line_chart([Series("reward SNR", x, snr),
+                                Series("1 (signal = noise)", x, tuple(1.0 for _ in x), color="#6b7280", dashed=True)],
+                               "Controller: reward signal-to-noise", ylabel="between-architecture / batch variance"),
+                    "Variance of the reward between architectures over the variance from the validation batch "
+                    "(uniform architectures, each scored on two batches). Below 1 the batch decides the reward."))
     if _has(ep, "ctrl_entropy"):
         out.append((line_chart([Series("entropy", _epoch_x(ep), _col(ep, "ctrl_entropy"))], "Controller: entropy",
                                ylabel="nats per architecture"),
@@ -589,6 +605,68 @@ def write_report(run_dir: str | Path, extra_sections: Sequence[tuple[str, str]] 
     os.replace(tmp, out)
     log.info("report written to %s", out)
     return out
+
+
+def write_run_report(run_dir: str | Path) -> Path | None:
+    """The report at the end of a command that made or changed a run: written when the run's saved config asks for
+    it (``run.report``, on by default), under the run's lock (taken here unless this process holds it, and then
+    released). Any failure, a run in use by another process included, is logged as a warning and gives None: a
+    report problem never fails the command."""
+    from .rundir import held_locks, lock_run, release_locks
+    path = Path(run_dir)
+    before = held_locks()
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        if not (cfg.get("run") or {}).get("report", True):
+            return None
+        lock_run(path)
+        return write_report(path)
+    except Exception as e:  # noqa: BLE001 - the report is a courtesy
+        log.warning("could not write the HTML report: %s", e)
+        return None
+    finally:
+        release_locks(held_locks() - before)
+
+
+def search_report(run_dir: str | Path) -> Path | None:
+    """``write_run_report`` after a search (``enas search``, ``api.search``, a Ray trial, each run of a comparison).
+    A controller-only table search (``controller.reward=table``) gets none, as it never has (``enas report`` still
+    makes one)."""
+    try:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    if isinstance(cfg, dict) and (cfg.get("controller") or {}).get("reward") == "table":
+        return None
+    report, result = Path(run_dir) / REPORT_NAME, Path(run_dir) / "result.json"
+    if report.exists() and result.exists() and report.stat().st_mtime_ns >= result.stat().st_mtime_ns:
+        return report  # a finished run resumed: nothing changed, and a resume changes no file
+    return write_run_report(run_dir)
+
+
+def write_compare_page(out: str | Path, summary: dict) -> Path:
+    """``out/report.html``: the comparison over seeds (``compare.json``'s ``summary``) as one page."""
+    from .evaluate import compare_section
+    body = compare_section(summary)
+    title = f"ENAS vs random: {summary.get('space', '')} ({esc(str(summary.get('data', '')))})"
+    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main><h1>{esc(title)}</h1>"
+            f"<section><h2>Comparison over seeds</h2>{body}</section>"
+            f"<section><h2>Configuration</h2><pre>{esc(json.dumps(summary.get('config'), indent=1))}</pre>"
+            "</section></main></body></html>\n")
+    path = Path(out) / REPORT_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_compare_reports(out: str | Path, summary: dict) -> Path:
+    """After ``enas compare``: the report of each run that has none yet (``search_report``; a run finished by an
+    earlier call kept the one written then) and the comparison page, ``out/report.html`` (always)."""
+    for r in summary.get("runs", []):
+        d = Path(r["run_dir"])
+        if not (d / REPORT_NAME).exists():
+            search_report(d)
+    return write_compare_page(out, summary)
 
 
 def cli_report(run_dir: str) -> int:

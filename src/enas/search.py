@@ -28,6 +28,7 @@ import torch
 from . import benchmarks, bn, build, checkpoint, config as C, reinforce, spaces
 from . import distributed as D
 from .guard import StepGuard, skip_mask
+from .stats import collapse_warning, policy_op_freq
 from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, truncate, write_json)
 from .tasks import ImageTask, load_image_splits
@@ -105,7 +106,7 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
                          channels_last=chl, num_classes=ds.num_classes,
                          autocast=build.autocast_factory(cfg, device),
                          reward_recalibrate=cfg.search.bn_recalibrate if cfg.controller.reward_bn_recalibrate else 0,
-                         calib_seed=cfg.run.seed)
+                         calib_seed=cfg.run.seed, valid_batch_size=cfg.controller.reward_batch_size)
         task.rank, task.world = dist.rank, dist.world  # each rank takes its shard of every global minibatch
         model = build.make_cnn(cfg.space, space, cfg.net, num_classes=ds.num_classes, in_channels=ds.in_channels)
         model = D.use_global_batch_norm(model, dist)  # batch statistics of the global batch (no-op single)
@@ -126,10 +127,9 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
         # fused: one kernel per update, and its step counter lives on the device (no host read per step)
         ctrl_opt = torch.optim.Adam(controller.parameters(), lr=c.lr, betas=(c.beta1, 0.999), eps=c.eps,
                                     fused=True)
-    # append-only files go back to their size at the checkpoint (to nothing when starting afresh)
-    size = state["metrics_size"] if state is not None else 0
-    if state is None or "archs_size" in state:
-        truncate(out / ARCHS, state["archs_size"] if state is not None else 0)
+    # append-only files go back to their size at the checkpoint (to nothing when starting afresh); the cut
+    # waits for the first use of the log (search() commits it, and archs.jsonl, once everything is built)
+    size = state["metrics_size"] if state is not None and dist.is_main else 0
     tb = out / "tensorboard"
     metrics = MetricsLog(out / "metrics.jsonl", truncate_to=size, tensorboard_dir=tb)
     run = SearchRun(cfg=cfg, out=out, space=space, mod=mod, device=device, model=model, controller=controller,
@@ -208,11 +208,18 @@ def _policy(run: SearchRun) -> torch.nn.Module:
     return run.uniform if run.epoch < run.cfg.controller.warmup_epochs else run.controller
 
 
+def _shared_policy(run: SearchRun) -> torch.nn.Module:
+    """Who picks the shared phase's architectures: the controller (the paper), or uniform sampling
+    (``search.shared_sampling=uniform``: every op keeps being trained, so the controller's favourites cannot
+    win only because they were trained more)."""
+    return run.uniform if run.cfg.search.shared_sampling == "uniform" else _policy(run)
+
+
 def start_epoch(run: SearchRun) -> None:
     steps = run.task.steps_per_epoch
     run.task.start_epoch()
     with torch.no_grad():
-        run.epoch_actions = _policy(run)(steps, generator=run.gens["ctrl"]).actions.cpu()
+        run.epoch_actions = _shared_policy(run)(steps, generator=run.gens["ctrl"]).actions.cpu()
     # every rank samples (keeping gens["ctrl"] in step); rank 0's architectures are the ones all ranks run
     D.broadcast(run.dist, run.epoch_actions)
     run.epoch_archs = decode(run, run.epoch_actions)
@@ -312,6 +319,36 @@ def recalibrate_for(run: SearchRun, arch, batches: list) -> None:
     run.task.recalibrate(run.model, arch, batches)
 
 
+REFERENCE_ARCHS = 3  # uniform architectures per controller update in the uniform reference
+
+
+def _uniform_reference(run: SearchRun, update: int, batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards of a few uniformly sampled architectures on the controller's validation batches (architecture j
+    on batch j, and again on batch j+1 for the noise estimate): ``REFERENCE_ARCHS`` per update, so the
+    reference costs at most 6 rewards per update. The sample is drawn from a generator seeded by the update's
+    position, so it needs no state of its own (and resumes exactly)."""
+    seed = run.cfg.run.seed * 1000 + 7 + 100_003 * (run.epoch * max(1, run.cfg.controller.train_steps) + update)
+    gen = build.make_generator(seed, run.device)
+    n = min(REFERENCE_ARCHS, len(batches))
+    archs = decode(run, run.uniform(n, generator=gen).actions)
+    shifted = batches[1:] + batches[:1]
+    first = torch.stack([reward_of(run, a, b) for a, b in zip(archs, batches)])
+    second = torch.stack([reward_of(run, a, b) for a, b in zip(archs, shifted)])
+    return first, second
+
+
+def reward_snr(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Signal-to-noise ratio of a reward: the variance between architectures (the covariance of each
+    architecture's rewards on two batches) over the variance of the batch noise (half the variance of their
+    difference). Below 1 the batch decides the reward more than the architecture does."""
+    a, b = first.double(), second.double()
+    if len(a) < 3:
+        return math.nan
+    signal = ((a - a.mean()) * (b - b.mean())).sum() / (len(a) - 1)
+    noise = (a - b).var() / 2
+    return (signal / noise).item() if noise > 0 else math.inf
+
+
 def train_controller(run: SearchRun) -> dict:
     c = run.cfg.controller
     stats = {"reward": [], "entropy": [], "loss": [], "skip_kl": [], "skips": []}
@@ -319,18 +356,25 @@ def train_controller(run: SearchRun) -> dict:
         return {}
     run.model.eval()
     run.controller.train()
-    for _ in range(c.train_steps):
+    reference = run.cfg.search.uniform_reference and not run.dist.enabled
+    ref_first, ref_second, sampled = [], [], []
+    for update in range(c.train_steps):
         sample = run.controller(c.num_aggregate, generator=run.gens["ctrl"])
         archs = decode(run, sample.actions)
+        sampled.append(sample.actions)
         with torch.no_grad():
+            batches = [run.task.next_valid_batch() for _ in archs]
             if run.dist.enabled:  # each rank scores its shard of each validation minibatch; counts are summed
-                batches = [run.task.next_valid_batch() for _ in archs]
                 n = torch.tensor([float(len(b[1])) for b in batches], device=run.device)
                 acc = torch.stack([reward_of(run, a, b) for a, b in zip(archs, batches)])
                 acc = D.all_sum(run.dist, torch.cat([acc * n, n]))
                 acc = acc[:len(archs)] / acc[len(archs):]
             else:
-                acc = torch.stack([reward_of(run, a, run.task.next_valid_batch()) for a in archs])
+                acc = torch.stack([reward_of(run, a, b) for a, b in zip(archs, batches)])
+            if reference:
+                first, second = _uniform_reference(run, update, batches)
+                ref_first.append(first)
+                ref_second.append(second)
         rewards = acc + c.entropy_weight * sample.entropy.detach()
         baselines, run.baseline = reinforce.ema_baselines(rewards, run.baseline, c.baseline_decay)
         loss = reinforce.policy_loss(sample.log_prob, rewards, baselines, sample.skip_kl, c.skip_weight)
@@ -346,7 +390,13 @@ def train_controller(run: SearchRun) -> dict:
         stats["loss"].append(loss.detach())
         stats["skip_kl"].append(sample.skip_kl.mean().detach())
         stats["skips"].append(sample.skip_count.mean().detach())
-    return {k: torch.stack(v).mean().item() for k, v in stats.items()}
+    out = {k: torch.stack(v).mean().item() for k, v in stats.items()}
+    out["op_freq"] = op_frequencies(run, torch.cat(sampled).cpu())  # the policy's, whoever trains the weights
+    if ref_first:  # the same weights and batches, uniform architectures: is the controller ahead of chance?
+        first, second = torch.cat(ref_first), torch.cat(ref_second)
+        out["uniform_reward"] = first.mean().item()
+        out["reward_snr"] = reward_snr(first, second)
+    return out
 
 
 @torch.no_grad()
@@ -395,8 +445,7 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
     if run.table is not None:  # mean ground truth of the architectures the shared phase trained this epoch
         ds = run.cfg.search.benchmark_dataset
         row["sampled_truth"] = sum(run.table.accuracy(a, ds) for a in run.epoch_archs) / len(run.epoch_archs)
-    from .evaluate import collapse_warning
-    alarm = collapse_warning(row["op_freq"])
+    alarm = collapse_warning(policy_op_freq(row) or {})
     if alarm:
         row["collapse_warning"] = alarm
         log.warning("epoch %d: %s", run.epoch + 1, alarm)
@@ -464,55 +513,70 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
            stop: Callable[[], bool] = lambda: False) -> dict:
     """Run (or resume) a search, derive the best architecture and, if ``search.retrain``, train it.
 
-    Returns the summary written to ``result.json``.
+    Returns the summary written to ``result.json``, plus ``run_dir`` (the run directory; not in the file). The
+    HTML report is the caller's (``report.search_report``: ``enas search``, ``api.search``). The run directory
+    is locked while this runs (a second writer gets RunInUse); a resume verifies the checkpoint (or falls back
+    to ``.prev``) and cuts the logs back only once everything is built, so a resume that fails changes nothing.
     """
-    saved = C.from_dict(read_json(Path(resume) / "config.json")) if resume is not None else cfg
-    if saved.controller.reward == "table":  # controller only: the benchmark's table is the reward
-        from .table_search import table_search
-        return table_search(cfg, out, resume=resume, stop=stop)
-    state = None
-    fresh = resume is None
-    existed, top = out is not None and Path(out).exists(), created_top(out)
-    dist = D.from_env()
-    if dist.enabled:  # under torchrun: join the process group first (every rank), on the saved device if resuming
-        dist, dev = D.init((C.from_dict(read_json(Path(resume) / "config.json")) if resume else cfg).run.device)
-    if resume is not None:
-        out = Path(resume)
-        saved = C.from_dict(read_json(out / "config.json"))
-        cfg = saved
-        state = checkpoint.load_run_state(out / CKPT, "search", "search")
-        if state is None:  # stopped before its first checkpoint: start again, in the same directory
-            log.warning("%s: no checkpoint yet; starting the search from the beginning", out)
-    elif not dist.enabled:
-        out = new_run_dir(None if out is None else str(out), "search", cfg.space)
-        write_json(out / "config.json", C.to_dict(cfg))
-    else:
-        out = D.main_makes_run_dir(dist, lambda: new_run_dir(None if out is None else str(out), "search", cfg.space),
-                                   lambda o: write_json(o / "config.json", C.to_dict(cfg)))
-    real_out, scratch = out, None
-    if dist.enabled:
-        cfg = C.replace(cfg, run=C.replace(cfg.run, device=dev, progress=cfg.run.progress and dist.is_main))
-        if not dist.is_main:  # the other ranks write nothing to the run directory: their files go to a scratch one
-            import tempfile
-            out = scratch = Path(tempfile.mkdtemp(prefix=f"enas-rank{dist.rank}-"))
-            logging.getLogger("enas").setLevel(logging.WARNING)
+    from . import rundir
+    before = rundir.held_locks()
     try:
-        run = setup(cfg, out, stop, state, dist=dist)
-    except Exception:
-        if fresh and dist.is_main:  # bad data or settings found while building: leave no half-made run directory
-            discard_new_run_dir(out, existed, top)
-        D.cleanup(dist, scratch, barrier=False)
-        raise
-    if dist.enabled:
-        run.local_stop, run.stop = run.stop, (lambda: run.stop_agreed)
-        stop = run.stop
-    try:
-        summary = _search_body(cfg, out, real_out, run, state, stop)
-    except BaseException:
-        D.cleanup(dist, scratch, barrier=False)
-        raise
-    D.cleanup(dist, scratch)
-    return summary
+        if resume is not None:
+            rundir.lock_run(resume)  # before anything is read: no other process is writing it (rank 0 only)
+        saved = C.from_dict(read_json(Path(resume) / "config.json")) if resume is not None else cfg
+        if saved.controller.reward == "table":  # controller only: the benchmark's table is the reward
+            from .table_search import table_search
+            return table_search(cfg, out, resume=resume, stop=stop)
+        state = None
+        fresh = resume is None
+        existed, top = out is not None and Path(out).exists(), created_top(out)
+        dist = D.from_env()
+        if dist.enabled:  # under torchrun: join the process group first (every rank), on the saved device if resuming
+            dist, dev = D.init(saved.run.device)
+        if resume is not None:
+            out = Path(resume)
+            cfg = saved
+            # identity, payload shape and log sizes verified (else .prev); nothing written yet
+            state = checkpoint.load_run_state(out / CKPT, "search", "search")
+            if state is None:  # stopped before its first checkpoint: start again, in the same directory
+                log.warning("%s: no checkpoint yet; starting the search from the beginning", out)
+        elif not dist.enabled:
+            out = new_run_dir(None if out is None else str(out), "search", cfg.space)
+            write_json(out / "config.json", C.to_dict(cfg))
+        else:
+            want = None if out is None else str(out)
+            out = D.main_makes_run_dir(dist, lambda: new_run_dir(want, "search", cfg.space),
+                                       lambda o: write_json(o / "config.json", C.to_dict(cfg)))
+        real_out, scratch = out, None
+        if dist.enabled:
+            cfg = C.replace(cfg, run=C.replace(cfg.run, device=dev, progress=cfg.run.progress and dist.is_main))
+            if not dist.is_main:  # the other ranks write nothing to the run directory: their files go to a scratch one
+                import tempfile
+                out = scratch = Path(tempfile.mkdtemp(prefix=f"enas-rank{dist.rank}-"))
+                logging.getLogger("enas").setLevel(logging.WARNING)
+        try:
+            run = setup(cfg, out, stop, state, dist=dist)
+            if dist.is_main:  # everything is built and the state restored: now the logs go back to the checkpoint
+                if state is None or "archs_size" in state:
+                    truncate(out / ARCHS, state["archs_size"] if state is not None else 0)
+                run.metrics.commit()
+        except Exception:
+            if fresh and dist.is_main:  # bad data or settings found while building: leave no half-made run directory
+                discard_new_run_dir(out, existed, top)
+            D.cleanup(dist, scratch, barrier=False)
+            raise
+        if dist.enabled:
+            run.local_stop, run.stop = run.stop, (lambda: run.stop_agreed)
+            stop = run.stop
+        try:
+            summary = {**_search_body(cfg, out, real_out, run, state, stop), "run_dir": str(real_out)}
+        except BaseException:
+            D.cleanup(dist, scratch, barrier=False)
+            raise
+        D.cleanup(dist, scratch)
+        return summary
+    finally:  # the locks this call took (a fresh run's, a resumed run's); a caller's own stay held
+        rundir.release_locks(rundir.held_locks() - before)
 
 
 def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state: dict | None,
@@ -557,12 +621,6 @@ def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state
                         "params": final.get("params")})
     summary["wall_time_s"] = round(run.timer(), 1)
     write_json(out / "result.json", summary)
-    if cfg.run.report and run.dist.is_main:
-        try:
-            from .report import write_report
-            log.info("report: %s", write_report(out))
-        except Exception as e:  # noqa: BLE001 - a report problem must not fail a finished search
-            log.warning("could not write the HTML report: %s", e)
     return summary
 
 

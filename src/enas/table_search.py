@@ -26,7 +26,8 @@ log = logging.getLogger("enas")
 
 def table_search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path | None = None,
                  stop: Callable[[], bool] = lambda: False) -> dict:
-    """Run a controller-only search against the space's table; returns the summary written to ``result.json``.
+    """Run a controller-only search against the space's table; returns the summary written to ``result.json``
+    plus ``run_dir`` (the run directory).
 
     A resumed run that has finished returns its result; one that has not starts again in the same directory
     (the whole run takes seconds, and it is deterministic for a seed).
@@ -35,7 +36,7 @@ def table_search(cfg: C.Config, out: str | Path | None = None, *, resume: str | 
         out = Path(resume)
         cfg = C.from_dict(read_json(out / "config.json"))
         if (out / "result.json").exists():
-            return read_json(out / "result.json")
+            return {**read_json(out / "result.json"), "run_dir": str(out)}
     table = benchmarks.table_for(cfg.space, cfg.search.benchmark or None)  # before any file is written
     if resume is None:
         out = new_run_dir(None if out is None else str(out), "search", cfg.space)
@@ -98,4 +99,4 @@ def table_search(cfg: C.Config, out: str | Path | None = None, *, resume: str | 
     gt = summary["ground_truth"]
     log.info("table search: best of %d cells by reward: %s  (%s test accuracy %.2f %%, rank %d of %d)", seen,
              mod.to_enas_string(arch, space), dataset, gt[dataset], gt[f"{dataset}_rank"], gt["of"])
-    return summary
+    return {**summary, "run_dir": str(out)}

@@ -44,7 +44,7 @@ class ImageTask:
                  pad: int, flip: bool, cutout: int, device: torch.device, data_gen: torch.Generator,
                  aug_gen: torch.Generator, channels_last: bool = False, num_classes: int = 10,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 reward_recalibrate: int = 0, calib_seed: int = 0):
+                 reward_recalibrate: int = 0, calib_seed: int = 0, valid_batch_size: int = 0):
         self.device = device
         # scoring a sampled architecture (controller reward, derive): see ``reward`` and ``score``
         self.autocast = autocast
@@ -57,6 +57,7 @@ class ImageTask:
         mean, std = channel_stats(train.x)
         self.mean, self.std = mean.to(device), std.to(device)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.valid_batch_size = valid_batch_size or batch_size  # images per controller reward
         self.pad, self.flip, self.cutout = pad, flip, cutout
         self.data_gen, self.aug_gen = data_gen, aug_gen
         self.channels_last = channels_last
@@ -106,10 +107,10 @@ class ImageTask:
 
     # ------------------------------------------------------------------------------ validation batches
     def next_valid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next un-augmented validation minibatch (training batch size), reshuffled every pass."""
+        """The next un-augmented validation minibatch (``valid_batch_size`` images), reshuffled every pass."""
         v = self.valid if self.valid is not None else self.test
         n = len(v.y)
-        bs = min(self.batch_size, n)
+        bs = min(self.valid_batch_size, n)
         if self.valid_pos + bs > len(self.valid_perm):
             self.valid_perm = torch.randperm(n, generator=self.data_gen).to(self.device)
             self.valid_pos = 0
@@ -119,13 +120,21 @@ class ImageTask:
         return self._prep(v.x[idx]), v.y[idx]
 
     def fixed_valid_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The first ``count`` validation batches in a fixed order: every architecture sees the same data."""
+        """``count`` validation batches in a fixed order: every architecture sees the same data.
+
+        The order is a fixed shuffle (seeded by ``calib_seed``, no data-order state used): a validation set
+        keeps the order of its source, and an image folder is sorted by class, so its first batches would hold
+        one or two classes and score every architecture by how it treats those.
+        """
         v = self.valid if self.valid is not None else self.test
-        bs = min(self.batch_size, len(v.y))
+        n = len(v.y)
+        bs = min(self.batch_size, n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.calib_seed + 7919)).to(v.y.device)
         out = []
         for k in range(count):
-            lo = (k * bs) % len(v.y)
-            out.append((self._prep(v.x[lo:lo + bs]), v.y[lo:lo + bs]))
+            lo = (k * bs) % n
+            idx = order[lo:lo + bs]
+            out.append((self._prep(v.x[idx]), v.y[idx]))
         return out
 
     def eval_batches(self, split: str):

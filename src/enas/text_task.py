@@ -158,7 +158,7 @@ def train_fixed_lm(cfg: C.Config, arch, out, *, resume: bool = False,
     from . import build, spaces
     from .lm import train_lm
     from .rundir import MetricsLog, Stopped, Timer, new_run_dir, read_json, write_json
-    from .train import count_params
+    from .models import count_params
     from . import checkpoint
     mod = spaces.get("rnn")
     state = None

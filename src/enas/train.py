@@ -18,6 +18,7 @@ import torch
 from . import build, checkpoint, config as C, spaces
 from . import distributed as D
 from .guard import StepGuard, skip_mask
+from .models import count_params  # (also re-exported: it was defined here)
 from .rundir import (MetricsLog, Stopped, Timer, created_top, discard_new_run_dir, new_run_dir,
                      read_json, write_json)
 from .tasks import ImageTask, accuracy, classification_loss, load_image_splits
@@ -275,8 +276,3 @@ def fixed_step(forward, opt: torch.optim.Optimizer, params: list, guard: StepGua
     bad = guard.check(loss, norm)
     opt.step()
     return loss, logits, bad
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Parameters of the network used at test time (the auxiliary head is excluded, as is usual)."""
-    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head"))

@@ -2,7 +2,7 @@
 
 ``build_image_model(name, space, net, ...)`` builds the image network of a space from a ``NetConfig``; each
 model module registers its builder in ``IMAGE_MODELS`` (name -> callable), so code outside ``models/`` never
-branches on a space's name.
+branches on a space's name. ``count_params(model)`` counts a network's parameters as reported everywhere.
 """
 
 from __future__ import annotations
@@ -28,3 +28,8 @@ def build_image_model(name: str, space, net, *, num_classes: int, in_channels: i
     except KeyError:
         raise ValueError(f"{name} is not an image space") from None
     return builder(space, net, num_classes=num_classes, in_channels=in_channels, arch=arch)
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters of the network used at test time (the auxiliary head is excluded, as is usual)."""
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head"))

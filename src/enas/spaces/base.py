@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FORMAT_VERSION = 1
+# Ops without weights, in every space (the one list: the collapse rule in ``enas.stats``, the report's colours
+# and the drawings use it). A controller that samples mostly these is collapsing.
+PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity", "none", "skip_connect")
 
 
 class ArchError(ValueError):

@@ -25,14 +25,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .base import ArchError, Decision, Step, check_format_fields, check_space_fields, parse_int_string
+from .base import (PARAMETER_FREE as _FREE, ArchError, Decision, Step, check_format_fields, check_space_fields,
+                   parse_int_string)
 
 NAME = "nb201"
 KIND = "image"  # trained by the image task (enas.tasks)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DEFAULT_OPS = OPS
 KNOWN_OPS = DEFAULT_OPS
-PARAMETER_FREE = ("none", "skip_connect", "avg_pool_3x3")
+PARAMETER_FREE = tuple(op for op in OPS if op in _FREE)  # none, skip_connect, avg_pool_3x3
 DEFAULT_NUM_NODES = 4
 
 

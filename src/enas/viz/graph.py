@@ -1,17 +1,17 @@
 """Architecture JSON -> a small drawing graph (plain data), shared by the DOT writer and the SVG fallback.
 
 Only the architecture's JSON form is read (``{"space": ..., "format": 1, ...}``), so this module depends on
-nothing else in the package. Node ids are unique across the whole graph (each is prefixed by its cluster).
+nothing else in the package but the list of parameter-free ops (``spaces.base``). Node ids are unique across the whole graph (each is prefixed by its cluster).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..spaces.base import PARAMETER_FREE  # noqa: F401 - re-exported: it was defined here
+
 SPACES = ("micro", "macro", "rnn", "nb201")
 CELLS = ("normal", "reduce")
-# Ops without weights: a controller that samples mostly these is collapsing.
-PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity", "none", "skip_connect")
 
 
 class VizError(ValueError):
