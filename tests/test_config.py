@@ -50,3 +50,15 @@ def test_cosine_schedule_restarts():
     assert lr_at(10, o) == pytest.approx(0.05)  # restart after 10 epochs
     assert lr_at(30, o) == pytest.approx(0.05)  # then after 20 more
     assert lr_at(9, o) < 0.003 and lr_at(29, o) < 0.002
+
+
+@pytest.mark.parametrize("value", ["٣", "+0", "0_0", "1.5", "0x10"])
+def test_integer_settings_take_ascii_digits_only(value):
+    with pytest.raises(C.ConfigError, match="run.seed"):
+        C.load_config(overrides=[f"run.seed={value}"])
+
+
+@pytest.mark.parametrize("value", ["٣.5", "1_0.0", "nan"])
+def test_number_settings_take_ascii_numbers_only(value):
+    with pytest.raises(C.ConfigError, match="shared.lr_max"):
+        C.load_config(overrides=[f"shared.lr_max={value}"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -400,6 +401,10 @@ def preset_tree(name: str, space: str | None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- loading
+_ASCII_INT = re.compile(r"-?[0-9]+")
+_ASCII_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|infinity|nan)", re.IGNORECASE)
+
+
 def _coerce(value: object, tp: object, key: str) -> object:
     """Coerce a string (from the command line) or JSON value to the annotated type."""
     if isinstance(tp, str):
@@ -426,12 +431,14 @@ def _coerce(value: object, tp: object, key: str) -> object:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        try:
-            return int(str(value))
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        text = str(value).strip()
+        if not _ASCII_INT.fullmatch(text):  # int() would also take "+0", "0_0" and non-ASCII digits
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(text)
     if tp is float:
         if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, str) and not _ASCII_FLOAT.fullmatch(value.strip()):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         try:
             out = float(value)  # type: ignore[arg-type]
