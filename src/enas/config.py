@@ -195,8 +195,8 @@ PRESETS: dict[str, dict] = {
         "search": {"derive_samples": 30, "epoch_derive_samples": 5, "checkpoint_every": 0},
         "final_net": {"channels": 12, "num_layers": 3, "aux_weight": 0.0, "keep_prob": 0.9, "drop_path": 0.0,
                       "stem_multiplier": 2},
-        "train": {"epochs": 15, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
-                  "lr_t0": 15, "weight_decay": 2e-4},
+        "train": {"epochs": 10, "batch_size": 32, "eval_batch_size": 256, "lr_max": 0.05, "lr_min": 0.001,
+                  "lr_t0": 10, "weight_decay": 2e-4},
     },
     # Smallest settings that exercise every code path; for tests.
     "tiny": {

@@ -319,13 +319,13 @@ def recalibrate_for(run: SearchRun, arch, batches: list) -> None:
     run.task.recalibrate(run.model, arch, batches)
 
 
-REFERENCE_ARCHS = 3  # uniform architectures per controller update in the uniform reference
+REFERENCE_ARCHS = 2  # uniform architectures per controller update in the uniform reference
 
 
 def _uniform_reference(run: SearchRun, update: int, batches: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards of a few uniformly sampled architectures on the controller's validation batches (architecture j
     on batch j, and again on batch j+1 for the noise estimate): ``REFERENCE_ARCHS`` per update, so the
-    reference costs at most 6 rewards per update. The sample is drawn from a generator seeded by the update's
+    reference costs at most 4 rewards per update. The sample is drawn from a generator seeded by the update's
     position, so it needs no state of its own (and resumes exactly)."""
     seed = run.cfg.run.seed * 1000 + 7 + 100_003 * (run.epoch * max(1, run.cfg.controller.train_steps) + update)
     gen = build.make_generator(seed, run.device)
