@@ -27,3 +27,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+WALL_CLOCK = ("time", "elapsed")  # metric fields that differ between otherwise identical runs
+
+
+def drop_clock(obj):
+    """``obj`` without its wall-clock fields (for comparing two runs' metrics and results)."""
+    if isinstance(obj, dict):
+        return {k: drop_clock(v) for k, v in obj.items() if k not in WALL_CLOCK and not k.endswith("time_s")}
+    if isinstance(obj, list):
+        return [drop_clock(v) for v in obj]
+    return obj

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from enas import checkpoint
+from conftest import drop_clock
 
 ROOT = Path(__file__).resolve().parents[1]
 # tiny preset, a checkpoint after every shared step: 2 epochs x 8 steps, then derive and a 1-epoch retrain
@@ -23,7 +24,6 @@ SEARCH = ["search", "--preset", "tiny", "--quiet", "search.checkpoint_every=1"]
 # number of checkpoint saves in one uninterrupted search: per epoch 7 (steps 1..7) + after the shared
 # phase + epoch end = 9, so 18, then 1 after the final derive; the retrain saves 7 + 1 + 1 more.
 SAVES_EPOCH0_END = 9
-WALL_CLOCK = ("time", "elapsed")
 
 
 def _env(**extra: str) -> dict:
@@ -83,16 +83,8 @@ def _resume_to_end(run_dir: Path, cwd: Path, verb: str = "search") -> str:
 
 
 # ------------------------------------------------------------------------------------------ comparison
-def _drop_clock(obj):
-    if isinstance(obj, dict):
-        return {k: _drop_clock(v) for k, v in obj.items() if k not in WALL_CLOCK and not k.endswith("time_s")}
-    if isinstance(obj, list):
-        return [_drop_clock(v) for v in obj]
-    return obj
-
-
 def _metrics(path: Path) -> list[dict]:
-    return [_drop_clock(json.loads(line)) for line in path.read_text().splitlines()]
+    return [drop_clock(json.loads(line)) for line in path.read_text().splitlines()]
 
 
 def _assert_tensors_equal(a: dict, b: dict, what: str) -> None:
@@ -106,8 +98,8 @@ def assert_same_search(ref: Path, got: Path) -> None:
     for name in ("best_arch.json", "derive.json", "archs.jsonl", "final/arch.json"):
         assert (got / name).read_text() == (ref / name).read_text(), name
     assert _metrics(got / "final/metrics.jsonl") == _metrics(ref / "final/metrics.jsonl")
-    assert _drop_clock(json.loads((got / "result.json").read_text())) == \
-        _drop_clock(json.loads((ref / "result.json").read_text()))
+    assert drop_clock(json.loads((got / "result.json").read_text())) == \
+        drop_clock(json.loads((ref / "result.json").read_text()))
     _assert_tensors_equal(torch.load(got / "final/model.pt", weights_only=True),
                           torch.load(ref / "final/model.pt", weights_only=True), "final/model.pt")
     a, b = checkpoint.load(ref / "checkpoint.pt"), checkpoint.load(got / "checkpoint.pt")
@@ -222,8 +214,8 @@ def test_train_resume_is_exact(reference, tmp_path):
     ref = reference / "final"
     assert _metrics(run / "metrics.jsonl") == _metrics(ref / "metrics.jsonl")
     assert (run / "arch.json").read_text() == (ref / "arch.json").read_text()
-    assert _drop_clock(json.loads((run / "result.json").read_text())) == \
-        _drop_clock(json.loads((ref / "result.json").read_text()))
+    assert drop_clock(json.loads((run / "result.json").read_text())) == \
+        drop_clock(json.loads((ref / "result.json").read_text()))
     _assert_tensors_equal(torch.load(run / "model.pt", weights_only=True),
                           torch.load(ref / "model.pt", weights_only=True), "model.pt")
     rc, out, err = _run(["train", arch, "--resume", "run", "--quiet"], tmp_path)  # ARCH may be repeated

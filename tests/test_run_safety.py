@@ -27,12 +27,12 @@ import pytest
 import torch
 
 from enas import checkpoint
+from conftest import drop_clock
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "tiny", "run.progress=false"]
 # the settings of every search here: a checkpoint after every shared step (2 epochs x 8 steps), a 1-epoch retrain
 SEARCH = ["search", *TINY, "search.checkpoint_every=1"]
-WALL_CLOCK = ("time", "elapsed")
 
 
 def _env(**extra: str) -> dict:
@@ -70,16 +70,8 @@ def _one_error_line(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def _drop_clock(obj):
-    if isinstance(obj, dict):
-        return {k: _drop_clock(v) for k, v in obj.items() if k not in WALL_CLOCK and not k.endswith("time_s")}
-    if isinstance(obj, list):
-        return [_drop_clock(v) for v in obj]
-    return obj
-
-
 def _rows(path: Path) -> list[dict]:
-    return [_drop_clock(json.loads(line)) for line in path.read_text().splitlines()]
+    return [drop_clock(json.loads(line)) for line in path.read_text().splitlines()]
 
 
 def assert_same_search(ref: Path, got: Path) -> None:
