@@ -357,9 +357,10 @@ PRESETS["nb201-search"] = {
     "controller": _NB201_CTRL,
     "search": {"derive_samples": 100, "epoch_derive_samples": 10, "derive_batches": 4, "retrain": False},
 }
-# CPU-sized weight-sharing search on a CIFAR-10 subset at 16x16 (pass --data to the cifar10-jpg copy). A
-# supernet trained 20 epochs at lr 0.05 ranked cells *against* the table (Kendall tau -0.26: parameter-free
-# cells train faster); 60 epochs at lr 0.1 gave +0.17 (batch statistics) / +0.30 (BN recalibrated).
+# CPU-sized weight-sharing search on a CIFAR-10 subset at 16x16 (pass --data to the cifar10-jpg copy), about 4
+# minutes on 2 cores. On 10,000 images a supernet trained 20 epochs at lr 0.05 ranked cells *against* the table
+# (Kendall tau -0.26: parameter-free cells train faster) and 60 epochs at lr 0.1 gave +0.17 / +0.30 (BN
+# recalibrated); this preset's 5,000 images x 40 epochs is below that budget (tau ~0, docs/benchmarks.md 8.2).
 PRESETS["nb201-cpu"] = {
     **_NB201_FINAL,
     "space": "nb201",

@@ -273,11 +273,6 @@ def lookup(arch: object, dataset: str = "cifar10", path: str | os.PathLike | Non
 
 
 def ground_truth_summary(arch: object, table: Table | None = None) -> dict:
-    """What ``result.json`` records of a cell: its accuracies, its CIFAR-10 rank and percentile."""
-    table = load_table() if table is None else table
-    i = table.index(arch)
-    s = table.strings[i]
-    out: dict = table.lookup(s)
-    out.update(cifar10_rank=table.rank(s, "cifar10"), cifar10_percentile=table.percentile(s, "cifar10"),
-               of=len(table), string=s)
-    return out
+    """What ``result.json`` records of a cell (``Table.summary``: accuracies, ranks and percentiles on every
+    dataset, the benchmark's best, the string), from the default table unless one is given."""
+    return (load_table() if table is None else table).summary(arch)
