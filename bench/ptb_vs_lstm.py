@@ -5,6 +5,7 @@ count, trained with the same budget and regularisation on Penn Treebank (CPU-siz
 
 RUN_DIR is an rnn search run (its best_arch.json is used) or a file/integer string of a cell.
 Prints one JSON object with both models' parameter counts and validation/test perplexities.
+The same comparison is one command in the harness: ``enas train --space rnn ARCH --baseline lstm``.
 """
 
 from __future__ import annotations
@@ -20,23 +21,14 @@ from enas import build, config as C
 from enas.archio import read_arch
 from enas.data.text import load_corpus
 from enas.lm import train_lm
-from enas.models.rnn import LSTMModel, count_parameters
+from enas.models.rnn import LSTMModel, count_parameters, matching_lstm
 from enas.text_task import fixed_lm_model
 
 
 def lstm_of_size(target: int, vocab: int, embed: int, net: C.NetConfig) -> LSTMModel:
-    """A one-layer tied LSTM (embedding = hidden) whose parameter count is closest to ``target``."""
-    best = None
-    for h in range(16, 2048, 2):
-        m = LSTMModel(vocab_size=vocab, embed_size=h, hidden_size=h, num_layers=1, dropout_e=net.dropout_e,
-                      dropout_i=net.dropout_i, dropout_l=net.dropout_l, dropout_o=net.dropout_o,
-                      init_range=net.init_range)
-        n = count_parameters(m)
-        if best is None or abs(n - target) < abs(best[0] - target):
-            best = (n, m)
-        if n > target:
-            break
-    return best[1]
+    """A one-layer tied LSTM (embedding = hidden) whose parameter count is closest to ``target``: the harness's
+    own baseline (``enas train --baseline lstm`` uses the same ``enas.models.rnn.matching_lstm``)."""
+    return matching_lstm(target, vocab, net)
 
 
 def main() -> None:

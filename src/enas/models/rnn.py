@@ -9,6 +9,13 @@ The cell, per time step (no biases, as in both references)::
 
 ``m_x`` and ``m_l`` are per-sequence ("locked") dropout masks, fixed over time, as in enas_lm.
 
+Bounds (issue #17; both off by default, on in the ``rnn-default`` search): ``state_clip > 0`` clamps ``h_t`` to
+``[-state_clip, state_clip]`` at every step, so a cell of ReLU/identity nodes cannot grow its state without bound
+across time steps (and across the BPTT segments and architectures the search carries it over);
+``first_tanh`` makes node 0 a tanh node whatever the architecture says, as enas_lm does (its node 0 is not
+searched). Without a clamp the highway update keeps a node inside the range of its input and its candidate, so
+tanh/sigmoid nodes stay bounded but ReLU/identity nodes can amplify by ``|W|`` per node and per step.
+
 Weight sharing: one matrix per *edge* ``j -> i`` (``cell.w["i_j"]``), independent of the activation, as the
 paper's W_(l,j) (the TF code and enas_lm keep one per (edge, activation), 4x the memory). The supernet holds every
 edge; a fixed model holds only its chosen edges under the same names, so
@@ -54,11 +61,14 @@ class RNNCell(nn.Module):
     """The ENAS recurrent cell; ``edges=None`` holds every edge (supernet)."""
 
     def __init__(self, space: RNNSpace, embed_size: int, hidden_size: int, edges: list[tuple[int, int]] | None,
-                 output: str = "loose_ends"):
+                 output: str = "loose_ends", state_clip: float = 0.0, first_tanh: bool = False):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
+        if not state_clip >= 0:
+            raise ValueError(f"state_clip: must be >= 0 (0 = off), got {state_clip}")
         self.space, self.embed_size, self.hidden_size, self.output = space, embed_size, hidden_size, output
+        self.state_clip, self.first_tanh = float(state_clip), bool(first_tanh)
         if edges is None:
             edges = [(i, j) for i in range(1, space.num_nodes) for j in range(i)]
         self.w_in = nn.Parameter(torch.empty(embed_size + hidden_size, 2 * hidden_size))
@@ -81,6 +91,9 @@ class RNNCell(nn.Module):
         w_h = self.w_in[e:]
         ws = [None] + [self.w[edge_key(i, arch.inputs[i])] for i in range(1, len(arch.inputs))]
         fns = [ACTIVATION_FNS[a] for a in arch.activations]
+        if self.first_tanh:
+            fns[0] = torch.tanh
+        clip = self.state_clip
         out_nodes = self.output_nodes(arch)
         outputs = []
         for t in range(x.shape[0]):
@@ -91,6 +104,8 @@ class RNNCell(nn.Module):
                 ht = (prev if mask_l is None else prev * mask_l) @ ws[i]
                 nodes.append(_highway(ht, prev, fns[i], hs))
             h = nodes[out_nodes[0]] if len(out_nodes) == 1 else torch.stack([nodes[k] for k in out_nodes]).mean(0)
+            if clip > 0:  # the state carried to the next step is bounded, whatever the cell's activations
+                h = h.clamp(-clip, clip)
             outputs.append(h)
         return torch.stack(outputs), h
 
@@ -147,7 +162,8 @@ class RNNModel(_LMBase):
     def __init__(self, space: RNNSpace, *, vocab_size: int, embed_size: int, hidden_size: int,
                  arch: RNNArch | None = None, dropout_e: float = 0.1, dropout_i: float = 0.2,
                  dropout_x: float = 0.75, dropout_l: float = 0.25, dropout_o: float = 0.75,
-                 tie_weights: bool = True, init_range: float = 0.04, output: str = "loose_ends"):
+                 tie_weights: bool = True, init_range: float = 0.04, output: str = "loose_ends",
+                 state_clip: float = 0.0, first_tanh: bool = False):
         super().__init__(vocab_size=vocab_size, embed_size=embed_size, hidden_size=hidden_size,
                          dropout_e=dropout_e, dropout_i=dropout_i, dropout_o=dropout_o,
                          tie_weights=tie_weights, init_range=init_range)
@@ -162,7 +178,7 @@ class RNNModel(_LMBase):
         self.space, self.arch = space, arch
         self.dropout_x, self.dropout_l = dropout_x, dropout_l
         edges = None if arch is None else [(i, arch.inputs[i]) for i in range(1, space.num_nodes)]
-        self.cell = RNNCell(space, embed_size, hidden_size, edges, output)
+        self.cell = RNNCell(space, embed_size, hidden_size, edges, output, state_clip, first_tanh)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -251,3 +267,26 @@ class LSTMModel(_LMBase):
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct trainable scalars (tied weights counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def lstm_params(vocab_size: int, size: int) -> int:
+    """Parameters of a one-layer tied ``LSTMModel`` with embedding = hidden = ``size``: the embedding (also the
+    decoder's weight), the decoder's bias and ``nn.LSTM``'s four gates with both biases."""
+    return vocab_size * size + vocab_size + 8 * size * size + 8 * size
+
+
+def matching_lstm(target: int, vocab_size: int, net, *, max_size: int = 16384) -> LSTMModel:
+    """The honest recurrent baseline: a one-layer tied LSTM language model whose parameter count is the closest
+    to ``target`` (the cell's), with the cell's embedding dropout, input dropout, output dropout and init range
+    (``net``: a ``NetConfig``). Embedding and hidden size are both the LSTM's size (tying needs it)."""
+    if target < lstm_params(vocab_size, 1):
+        raise ValueError(f"no tied LSTM has as few as {target} parameters with a vocabulary of {vocab_size}")
+    size = 1
+    while size < max_size and lstm_params(vocab_size, size + 1) <= target:
+        size += 1
+    if size < max_size and (abs(lstm_params(vocab_size, size + 1) - target)
+                            < abs(lstm_params(vocab_size, size) - target)):
+        size += 1
+    return LSTMModel(vocab_size=vocab_size, embed_size=size, hidden_size=size, num_layers=1,
+                     dropout_e=net.dropout_e, dropout_i=net.dropout_i, dropout_l=net.dropout_l,
+                     dropout_o=net.dropout_o, init_range=net.init_range)
