@@ -1,19 +1,24 @@
-"""The one op table of the CNN spaces: name -> builder.
+"""The op builders of the CNN spaces: name -> builder.
 
 Every op is a module ``op(x, stride=1)``: the stride is an argument of the call, not of the module, so a
 supernet can run the same weights at stride 2 (on a reduction cell's inputs) and at stride 1 (on its inner
 nodes). Convolutions follow the reference: ReLU -> conv -> BN, He-normal weights, no conv bias.
+
+``OPS`` is a read-only view of the one op table (``enas.spaces.base``): the built-in builders below plus every
+op added by ``register_op`` (``enas.register_op``), which is the only way to add one: registering once makes
+the op known to the spaces (``space_cfg.ops``), to ``build`` and to the collapse rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spaces.base import PARAMETER_FREE as _FREE
+from .spaces.base import OpNames, op_spec, register_op, registered_ops, unregister_op  # noqa: F401 - re-exported
 
 
 def bn(c: int, affine: bool = True) -> nn.BatchNorm2d:
@@ -116,7 +121,7 @@ class Identity(nn.Module):
 
 # name -> builder(channels, reducible) ; reducible is False where the op never runs at stride 2, so that
 # an identity there owns no unused weights.
-OPS: dict[str, Callable[[int, bool], nn.Module]] = {
+BUILTIN_OPS: dict[str, Callable[[int, bool], nn.Module]] = {
     "sep_conv_3x3": lambda c, r: SepConv(c, c, 3),
     "sep_conv_5x5": lambda c, r: SepConv(c, c, 5),
     "sep_conv_7x7": lambda c, r: SepConv(c, c, 7),
@@ -129,11 +134,41 @@ OPS: dict[str, Callable[[int, bool], nn.Module]] = {
     "identity": lambda c, r: Identity(c, r),
 }
 
-PARAMETER_FREE = tuple(op for op in OPS if op in _FREE)  # avg_pool_3x3, max_pool_3x3, identity
+
+class OpTable(Mapping):
+    """name -> builder for every op ``build`` can make: the built-in ones, then the registered ones (a live view;
+    add ops with ``register_op``)."""
+
+    def __getitem__(self, name: str) -> Callable[[int, bool], nn.Module]:
+        if name in BUILTIN_OPS:
+            return BUILTIN_OPS[name]
+        spec = op_spec(name)
+        if spec is None or spec.builder is None:
+            raise KeyError(name)
+        return spec.builder
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*BUILTIN_OPS, *(n for n in registered_ops() if n not in BUILTIN_OPS)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __setitem__(self, name: str, builder) -> None:
+        raise TypeError(f"ops.OPS is read-only; add the op {name!r} with enas.register_op(name, builder, "
+                        "parameter_free=...)")
+
+
+OPS = OpTable()
+# the parameter-free ops build can make (avg_pool_3x3, max_pool_3x3, identity and registered ones); live
+PARAMETER_FREE = OpNames(lambda: [op for op in OPS if (op_spec(op) is not None and op_spec(op).parameter_free)])
 
 
 def build(name: str, channels: int, reducible: bool = True) -> nn.Module:
     try:
-        return OPS[name](channels, reducible)
+        builder = OPS[name]
     except KeyError:
         raise ValueError(f"unknown op {name!r}; known ops: {', '.join(OPS)}") from None
+    module = builder(channels, reducible)
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"op {name!r}: its builder returned {type(module).__name__}, not a torch.nn.Module")
+    return module

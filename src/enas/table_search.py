@@ -94,6 +94,8 @@ def table_search(cfg: C.Config, out: str | Path | None = None, *, resume: str | 
                "benchmark_dataset": dataset, "ground_truth": table.summary(arch),
                "search_time_s": round(timer(), 3)}
     summary["wall_time_s"] = summary["search_time_s"]
+    from .environment import environment
+    summary["environment"] = environment(cfg.run.seed, "cpu")  # machine, torch, commit, seed (no device work)
     write_json(out / "best_arch.json", best["arch"])
     write_json(out / "result.json", summary)
     gt = summary["ground_truth"]

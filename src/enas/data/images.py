@@ -12,18 +12,24 @@ Accepted sources (see ``load_images``):
   - ``train.zip`` + ``test.zip`` whose members are ``<split>/<class>/<image>``;
   - an image folder: ``train/<class>/<image>`` + ``test/<class>/<image>``, or ``<class>/<image>`` (split here).
 
+* ``"python:<name>:<digest>"``: data passed from Python (``memory_source``: a pair of tensors ``(x, y)`` or any
+  map-style ``torch.utils.data.Dataset`` of ``(image, label)``), named by a digest of its content. It lives in
+  this process only: ``api.search`` / ``api.train`` register it for the length of the call.
+
 CIFAR pickles are read with a restricted unpickler that can only rebuild numpy arrays; anything else is refused.
 Every problem is reported as a one-line ``DataError`` that names the file or field. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import json
 import logging
 import os
 import pickle
+import re
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -129,7 +135,9 @@ def load_images(
 
     text = os.fspath(source)
     start = time.perf_counter()
-    if text == "digits":
+    if text.startswith(MEMORY_PREFIX):
+        ds = _load_memory(text, opts)
+    elif text == "digits":
         ds = _load_digits(opts)
     elif text in ("cifar10", "cifar100"):
         ds = _load_dir(_named_dir(text), opts)
@@ -209,6 +217,178 @@ def _load_digits(opts: _Options) -> ImageDataset:
     xt = torch.from_numpy(x[:, None])  # (N, 1, 8, 8)
     yt = torch.from_numpy(y)
     return _finish("digits", xt[train], yt[train], xt[test], yt[test], tuple(str(i) for i in range(10)), opts)
+
+
+# --------------------------------------------------------------------------------------- data passed from Python
+
+MEMORY_PREFIX = "python:"
+
+
+@dataclass(frozen=True)
+class _Memory:
+    name: str
+    train: tuple[torch.Tensor, torch.Tensor]  # uint8 (N, C, H, W), int64 (N,)
+    test: tuple[torch.Tensor, torch.Tensor] | None  # None: split here, as an image folder is
+    classes: tuple[str, ...]
+
+
+_MEMORY: dict[str, _Memory] = {}
+
+
+def memory_source(data: Any, test: Any = None, *, classes: Sequence[str] | None = None, name: str | None = None) -> str:
+    """Hold images passed from Python in this process and return the ``data.source`` that names them.
+
+    ``data`` (and ``test``, when the test set is given rather than split off) is a pair ``(x, y)`` of tensors
+    or arrays, or a map-style ``torch.utils.data.Dataset`` (``len`` and ``ds[i]``) whose items are
+    ``(image, label)`` (or dicts with ``image``/``img`` and ``label``/``labels`` keys, as Hugging Face
+    ``datasets`` give). Images are uint8 0..255 or floats in [0, 1] (un-normalised: normalisation and
+    augmentation happen on the device, as for every source), shaped (C, H, W) or (H, W) per image (a PIL image is
+    read as (H, W, C)); ``x`` is (N, C, H, W) or (N, H, W). Labels are integers 0..K-1. Without ``test`` the
+    test set is split off as from an image folder (stratified, ``run.seed``): the same images in the same order
+    give the same run as that folder. ``classes`` default to the dataset's ``classes`` attribute or "0".."K-1".
+    The name is ``python:<name>:<digest of the content>``, so a run records which data it saw; the data itself
+    is not saved, so only a caller that passes the same data again can resume the run (see ``release_source``).
+    """
+    tx, ty = _memory_part(data, "data")
+    test_part = None if test is None else _memory_part(test, "test")
+    if test_part is not None and tuple(test_part[0].shape[1:]) != tuple(tx.shape[1:]):
+        raise DataError(f"test: images are {tuple(test_part[0].shape[1:])}, training images {tuple(tx.shape[1:])}")
+    k = int(max(int(ty.max()), int(test_part[1].max()) if test_part is not None else 0)) + 1
+    if classes is None:
+        found = getattr(data, "classes", None)
+        classes = tuple(str(c) for c in found) if isinstance(found, (list, tuple)) and len(found) >= k else \
+            tuple(str(i) for i in range(k))
+    classes = tuple(str(c) for c in classes)
+    if len(classes) < max(k, 2):
+        raise DataError(f"classes: {len(classes)} names for labels 0..{k - 1} (need at least 2 classes)")
+    label = name or ("tensors" if isinstance(data, (tuple, list)) else type(data).__name__)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+        raise DataError(f"name: letters, digits, '_', '.' and '-' only, got {label!r}")
+    h = hashlib.sha256()
+    for t in (tx, ty) + (test_part or ()):
+        h.update(repr((t.dtype, tuple(t.shape))).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    h.update(json.dumps([list(classes), test_part is None]).encode())
+    source = f"{MEMORY_PREFIX}{label}:{h.hexdigest()[:16]}"
+    _MEMORY[source] = _Memory(label, (tx, ty), test_part, classes)
+    return source
+
+
+def release_source(source: str) -> None:
+    """Forget data held by ``memory_source`` (nothing happens for other sources)."""
+    _MEMORY.pop(source, None)
+
+
+def is_memory_source(source: str) -> bool:
+    return str(source).startswith(MEMORY_PREFIX)
+
+
+def _load_memory(source: str, opts: _Options) -> ImageDataset:
+    m = _MEMORY.get(source)
+    if m is None:
+        raise DataError(f"data.source {source}: this data was passed from Python (tensors or a Dataset) and is not "
+                        "saved with the run; resume it from Python with the same data: "
+                        "api.search(cfg, data=..., resume=RUN_DIR)")
+    (x, y), classes = m.train, m.classes
+    if m.test is not None:
+        return _from_arrays(m.name, (x.numpy(), y.numpy()), (m.test[0].numpy(), m.test[1].numpy()), classes, opts)
+    yn = y.numpy()
+    if opts.limit is not None:
+        keep = _first_k_per_class(yn, opts.limit)
+        x, y, yn = x[keep], y[keep], yn[keep]
+    train, test = _stratified_split(yn, opts.test_fraction, opts.seed, source)
+    tr, te = torch.from_numpy(train), torch.from_numpy(test)
+    return _finish(m.name, x[tr], y[tr], x[te], y[te], classes, opts)
+
+
+def _memory_part(data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, C, H, W) images and int64 (N,) labels from a pair of tensors/arrays or a map-style dataset."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list, dict)):
+        x, y = (torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for v in data)
+        x = x.detach().cpu()
+        if x.dim() == 3:
+            x = x[:, None]
+        if x.dim() != 4:
+            raise DataError(f"{what}: images must be (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
+        if x.shape[1] > 4 and x.shape[3] in (1, 3, 4):
+            raise DataError(f"{what}: images look channels-last {tuple(x.shape)}; pass x.permute(0, 3, 1, 2)")
+        return _to_uint8(x, what), _labels(y.detach().cpu(), len(x), what)
+    if not _is_dataset(data):
+        raise DataError(f"{what}: expected a pair (x, y) of tensors or a map-style Dataset of (image, label), got "
+                        f"{type(data).__name__}")
+    n = len(data)
+    if n < 2:
+        raise DataError(f"{what}: {n} items; need at least 2")
+    images, labels, first = [], [], None
+    for i in range(n):
+        img, lab = _item(data[i], i, what)
+        if first is None:
+            first = img.shape
+        elif img.shape != first:
+            raise DataError(f"{what}[{i}]: image is {tuple(img.shape)}, item 0 is {tuple(first)}; give every image "
+                            "one size (e.g. a Resize transform)")
+        images.append(_to_uint8(img[None], f"{what}[{i}]"))
+        labels.append(lab)
+    return torch.cat(images), _labels(torch.tensor(labels), n, what)
+
+
+def _is_dataset(data: Any) -> bool:
+    """Map-style: ``len`` and integer indexing (a list of items counts; a tensor, string or mapping does not)."""
+    return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict)) \
+        and not torch.is_tensor(data) and not isinstance(data, np.ndarray)
+
+
+def _item(item: Any, i: int, what: str) -> tuple[torch.Tensor, int]:
+    if isinstance(item, dict):
+        img = next((item[k] for k in ("image", "img", "pixel_values") if k in item), None)
+        lab = next((item[k] for k in ("label", "labels", "fine_label") if k in item), None)
+        if img is None or lab is None:
+            raise DataError(f"{what}[{i}]: a dict item needs an image/img and a label/labels key, has {sorted(item)}")
+    elif isinstance(item, (tuple, list)) and len(item) >= 2:
+        img, lab = item[0], item[1]
+    else:
+        raise DataError(f"{what}[{i}]: expected (image, label), got {type(item).__name__}")
+    if not torch.is_tensor(img):
+        arr = np.asarray(img)  # a PIL image: (H, W) or (H, W, C)
+        if arr.ndim == 3:
+            arr = arr.transpose(2, 0, 1)
+        img = torch.from_numpy(np.ascontiguousarray(arr))
+    img = img.detach().cpu()
+    if img.dim() == 2:
+        img = img[None]
+    if img.dim() != 3:
+        raise DataError(f"{what}[{i}]: image must be (C, H, W) or (H, W), got {tuple(img.shape)}")
+    try:
+        lab = int(lab.item() if torch.is_tensor(lab) else lab)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}[{i}]: label must be an integer, got {lab!r}") from None
+    return img, lab
+
+
+def _to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.contiguous()
+    if x.is_floating_point():
+        if x.numel() and (not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1):
+            raise DataError(f"{what}: float images must lie in [0, 1] (not normalised: the run normalises them)")
+        return (x.float() * 255).round_().to(torch.uint8).contiguous()
+    if x.dtype in (torch.int16, torch.int32, torch.int64, torch.int8):
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) > 255):
+            raise DataError(f"{what}: integer images must lie in 0..255")
+        return x.to(torch.uint8).contiguous()
+    raise DataError(f"{what}: images of dtype {x.dtype}; expected uint8 or floats in [0, 1]")
+
+
+def _labels(y: torch.Tensor, n: int, what: str) -> torch.Tensor:
+    if y.dim() != 1 or len(y) != n:
+        raise DataError(f"{what}: {n} images but labels of shape {tuple(y.shape)}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise DataError(f"{what}: labels must be integers")
+    y = y.long()
+    if n and int(y.min()) < 0:
+        raise DataError(f"{what}: labels must be >= 0, got {int(y.min())}")
+    return y.contiguous()
 
 
 # ------------------------------------------------------------------------------------------------ CIFAR pickles

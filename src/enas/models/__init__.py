@@ -23,13 +23,36 @@ IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {"nb201": _nb201}
 
 def build_image_model(name: str, space, net, *, num_classes: int, in_channels: int, arch=None) -> nn.Module:
     """The supernet (``arch=None``) or fixed model of space ``name`` shaped by ``net`` (a ``NetConfig``)."""
-    try:
-        builder = IMAGE_MODELS[name]
-    except KeyError:
-        raise ValueError(f"{name} is not an image space") from None
+    from ..spaces import model_builder
+    builder = IMAGE_MODELS.get(name) or model_builder(name)  # a space of one's own: enas.register_space(mod, model)
+    if builder is None:
+        raise ValueError(f"{name} is not an image space with a network (register one with "
+                         "enas.register_space(module, model))")
     return builder(space, net, num_classes=num_classes, in_channels=in_channels, arch=arch)
 
 
 def count_params(model: nn.Module) -> int:
     """Parameters of the network used at test time (the auxiliary head is excluded, as is usual)."""
     return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head"))
+
+
+class Classifier(nn.Module):
+    """A fixed model that behaves like a torchvision / timm classifier, for one's own training loop.
+
+    ``forward(x)`` returns the logits alone outside training (``model.eval()``); while training it returns
+    ``(logits, aux_logits)`` when the network has an auxiliary head (``final_net.aux_weight > 0``), else the logits
+    alone (as torchvision's Inception does). The package's own networks keep ``forward(x, arch) -> (logits, aux)``
+    (the supernet needs the architecture); this wrapper holds one as ``.net``, so its ``state_dict`` keys are
+    the run's ``model.pt`` keys prefixed by ``net.``. ``drop_path_prob`` is passed on while training."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        if getattr(net, "arch", None) is None:
+            raise ValueError("Classifier wraps a fixed model (built with an architecture), not a supernet")
+        self.net = net
+
+    def forward(self, x, drop_path_prob: float = 0.0):
+        if not self.training:
+            return self.net(x)[0]
+        logits, aux = self.net(x, drop_path_prob=drop_path_prob) if drop_path_prob else self.net(x)
+        return logits if aux is None else (logits, aux)

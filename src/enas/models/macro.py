@@ -59,6 +59,8 @@ def build_branch(name: str, c: int) -> Branch:
         return Branch(c, O.ReLUConvBN(c, c, _kernel(name)))
     if name in ("avg_pool_3x3", "max_pool_3x3"):
         return Branch(c, O.Pool(name[:3]))
+    if name in O.OPS:  # an op added by enas.register_op: its module runs at stride 1 after the 1x1 input
+        return Branch(c, O.build(name, c, False))
     raise ValueError(f"macro space: unknown op {name!r}")
 
 

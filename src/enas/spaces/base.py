@@ -15,12 +15,137 @@ A search space is described twice, from two points of view:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------------ op registry
+# The one table of op names: which space may use each op, whether it has weights, and (for an op registered with
+# ``register_op``) its builder. Spaces validate their ``ops`` against it (``known_ops``), ``enas.ops.build`` and
+# the models build from it, and the collapse rule (``enas.stats``), the report's colours and the drawings read
+# ``PARAMETER_FREE`` from it. Built-in ops are built by ``enas.ops`` (micro) and ``enas.models`` (macro, nb201);
+# their builder here is None. A builder is stored as an opaque callable: this module never calls it (no torch).
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One entry of the op table."""
+
+    name: str
+    parameter_free: bool
+    spaces: tuple[str, ...]  # the spaces whose ``ops`` may name it
+    builder: Callable[..., Any] | None = None  # ``builder(channels, reducible) -> module(x, stride)``; None: built-in
+
+
+_BUILTIN_SPACE_OPS = {
+    "micro": ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity",
+              "sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5", "conv_3x3", "conv_1x1"),
+    "macro": ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3",
+              "conv_1x1", "conv_7x7", "sep_conv_7x7"),
+    "nb201": ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"),
+}
+_BUILTIN_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity", "none", "skip_connect")
+BUILTIN_OPS = tuple(dict.fromkeys(op for ops in _BUILTIN_SPACE_OPS.values() for op in ops))
+# spaces a registered op may join by default: those whose networks build ops from ``enas.ops.build``
+# (nb201's ops are fixed by its benchmark table; the recurrent space chooses activations, not ops)
+EXTENSIBLE_SPACES = ("micro", "macro")
+_OP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _builtin_table() -> dict[str, OpSpec]:
+    return {op: OpSpec(op, op in _BUILTIN_FREE, tuple(s for s, ops in _BUILTIN_SPACE_OPS.items() if op in ops))
+            for op in BUILTIN_OPS}
+
+
+_TABLE: dict[str, OpSpec] = _builtin_table()
+_SPACE_ORDER: dict[str, list[str]] = {s: list(ops) for s, ops in _BUILTIN_SPACE_OPS.items()}
+
+
+def register_op(name: str, builder: Callable[..., Any], *, parameter_free: bool = False,
+                spaces: tuple[str, ...] | list[str] = EXTENSIBLE_SPACES) -> OpSpec:
+    """Add an op to the one op table; from then on ``space_cfg.ops`` may name it in ``spaces``.
+
+    ``builder(channels, reducible)`` returns a torch module called as ``module(x, stride)`` whose output has the
+    shape of ``x`` at ``stride=1`` and half its height and width at ``stride=2`` (only asked of it where
+    ``reducible`` is True: in the micro space, on a reduction cell's inputs). ``parameter_free`` says the op has
+    no weights: the collapse alarm, the report's colours and the drawings count it with pooling and identity.
+    Registering a name again replaces the entry (a notebook cell run twice); a built-in name is refused. In a
+    space of one's own (``register_space``) an op is available when that space's name is in ``spaces``.
+    Returns the table entry."""
+    if not isinstance(name, str) or not _OP_NAME.fullmatch(name):
+        raise ValueError(f"register_op: op name must be letters, digits and '_' starting with a letter, got {name!r}")
+    if name in BUILTIN_OPS:
+        raise ValueError(f"register_op: {name!r} is a built-in op; choose another name")
+    if not callable(builder):
+        raise ValueError(f"register_op: builder of {name!r} must be callable (channels, reducible) -> module")
+    if isinstance(spaces, str):
+        spaces = (spaces,)
+    spaces = tuple(dict.fromkeys(spaces))
+    if not spaces or not all(isinstance(s, str) and s for s in spaces):
+        raise ValueError(f"register_op: spaces must name at least one space, got {spaces!r}")
+    if "nb201" in spaces:
+        raise ValueError("register_op: the nb201 space's ops are fixed by its benchmark table")
+    if "rnn" in spaces:
+        raise ValueError("register_op: the rnn space chooses activations, not ops (spaces.rnn lists them)")
+    unregister_op(name)
+    spec = OpSpec(name, bool(parameter_free), spaces, builder)
+    _TABLE[name] = spec
+    for s in spaces:
+        _SPACE_ORDER.setdefault(s, []).append(name)
+    return spec
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op added by ``register_op`` (nothing happens for a name never registered; built-ins stay)."""
+    if name in BUILTIN_OPS or name not in _TABLE:
+        return
+    del _TABLE[name]
+    for names in _SPACE_ORDER.values():
+        if name in names:
+            names.remove(name)
+
+
+def known_ops(space: str) -> tuple[str, ...]:
+    """The op names space ``space`` may use: its built-in ones, then the registered ones, in registration order."""
+    return tuple(_SPACE_ORDER.get(space, ()))
+
+
+def op_spec(name: str) -> OpSpec | None:
+    """The table entry of ``name`` (None for a name not in the table)."""
+    return _TABLE.get(name)
+
+
+def registered_ops() -> dict[str, OpSpec]:
+    """The ops added by ``register_op`` (name -> entry), in registration order."""
+    return {n: s for n, s in _TABLE.items() if s.builder is not None}
+
+
+class OpNames:
+    """A live, read-only collection of op names (``in``, iteration, ``len``): it follows the op table, so a module
+    that imported it by name sees ops registered later."""
+
+    def __init__(self, names: Callable[[], tuple[str, ...] | list[str]]):
+        self._names = names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._names()))
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"OpNames({tuple(self._names())!r})"
+
+
 # Ops without weights, in every space (the one list: the collapse rule in ``enas.stats``, the report's colours
 # and the drawings use it). A controller that samples mostly these is collapsing.
-PARAMETER_FREE = ("avg_pool_3x3", "max_pool_3x3", "identity", "none", "skip_connect")
+PARAMETER_FREE = OpNames(lambda: [n for n, s in _TABLE.items() if s.parameter_free])
 
 
 class ArchError(ValueError):

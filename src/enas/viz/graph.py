@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import spaces as _spaces
 from ..spaces.base import PARAMETER_FREE  # noqa: F401 - re-exported: it was defined here
 
-SPACES = ("micro", "macro", "rnn", "nb201")
+SPACES = _spaces.SPACES  # the built-in spaces and those added by enas.register_space (a live view)
 CELLS = ("normal", "reduce")
 
 
@@ -63,7 +64,13 @@ def space_of(arch: dict, space: str | None = None) -> str:
 def build_graph(arch: dict, space: str | None = None) -> Graph:
     """The drawing graph of a micro, macro or rnn architecture JSON object."""
     name = space_of(arch, space)
-    return {"micro": micro_graph, "macro": macro_graph, "rnn": rnn_graph, "nb201": nb201_graph}[name](arch)
+    builtin = {"micro": micro_graph, "macro": macro_graph, "rnn": rnn_graph, "nb201": nb201_graph}
+    if name in builtin:
+        return builtin[name](arch)
+    draw = getattr(_spaces.get(name), "graph", None)  # a registered space draws itself, if it can
+    if draw is None:
+        raise VizError(f"space {name!r} has no drawing (give its module a graph(arch_dict) -> enas.viz.Graph)")
+    return draw(arch)
 
 
 def _is_index(v: object) -> bool:
