@@ -8,8 +8,9 @@ here is a no-op, so single-process behaviour is unchanged.
 The search does not use DDP: every rank runs the same sampled architecture, and ``reduce_grads`` averages the
 gradients of exactly the parameters that architecture used, flattened into one buffer in parameter order (one
 all-reduce per step; no unused-parameter bookkeeping). ``DistBatchNorm2d`` normalises with the statistics of
-the whole global batch (an autograd all-reduce of per-channel sums), so a distributed search computes what a
-single process computes on the same global batch, up to float rounding.
+the whole global batch (an autograd all-reduce of per-channel sums) and ``DistDropout`` applies the rank's rows of the global batch's
+dropout mask, so a distributed search computes what a single process computes on the same global batch, up
+to float rounding (``bench/rounding.py`` measures how far that rounding carries).
 """
 
 from __future__ import annotations
@@ -237,6 +238,42 @@ def _plain_sum(t: torch.Tensor) -> torch.Tensor:
     t = t.clone()
     dist.all_reduce(t)
     return t
+
+
+class DistDropout(torch.nn.Dropout):
+    """Dropout that applies this rank's rows of the mask a single process draws for the whole global batch.
+
+    Every rank draws the global batch's mask from the global generator (seeded alike on all ranks, so they stay
+    in step) and keeps its own rows. On CPU this is bit for bit the mask of ``nn.Dropout`` on the global batch
+    (``empty_like(x).bernoulli_(1 - p)``, then ``div_(1 - p)``); CUDA's fused dropout draws differently.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        import torch.distributed as dist
+        sizes = torch.zeros(dist.get_world_size(), dtype=torch.float64, device=_comm_device())
+        rank = dist.get_rank()
+        sizes[rank] = x.shape[0]
+        dist.all_reduce(sizes)
+        lo, total = int(sizes[:rank].sum().item()), int(sizes.sum().item())
+        mask = torch.empty((total, *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * mask[lo:lo + x.shape[0]].div_(1.0 - self.p)
+
+
+def use_global_batch(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    """What a search needs to compute, split over ranks, what one process computes on the global batch:
+    global batch-norm statistics (``DistBatchNorm2d``) and global dropout masks (``DistDropout``)."""
+    if not d.enabled:
+        return model
+    use_global_batch_norm(model, d)
+    for parent in list(model.modules()):
+        for name, m in list(parent.named_children()):
+            if type(m) is torch.nn.Dropout and m.p > 0:
+                new = DistDropout(m.p)
+                new.train(m.training)
+                setattr(parent, name, new)
+    return model
 
 
 def use_global_batch_norm(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
