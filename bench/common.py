@@ -231,6 +231,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def emit_table(lines: list[str], out: str | None) -> str:
+    """Print a markdown table with a machine line under it, and append both to ``out`` (a markdown file) if given."""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+    text = "\n".join([*lines, "", f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                                  f"{when}; load average at the end {load}."])
+    print(text)
+    if out:
+        with open(out, "a") as f:
+            f.write("\n" + text + "\n")
+    return text
+
+
 def machine_info(device: torch.device | str = "cpu") -> dict:
     info = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -390,7 +403,7 @@ def fixed_twin(run, arch):
     except (KeyError, RuntimeError):
         pass
     fixed = fixed.to(run.device)
-    if run.cfg.space != "rnn" and build.flag(cfg.run.channels_last, run.device):
+    if run.cfg.space != "rnn" and build.channels_last(cfg.run.channels_last, run.device, cfg.space):
         fixed = fixed.to(memory_format=torch.channels_last)
     guard = StepGuard(run.device, cfg.run.max_nonfinite, "shared.lr_max")  # its own skip flag and counters
     opt = build.sgd(fixed.parameters(), cfg.shared, run.device, found_inf=guard.found_inf)

@@ -62,7 +62,7 @@ def run(args) -> dict:
     torch.manual_seed(0)
     eager = build.make_cnn("micro", space, cfg.final_net, num_classes=10, in_channels=3, arch=arch).to(dev)
     twin = copy.deepcopy(eager)
-    chl = build.flag(cfg.run.channels_last, dev)
+    chl = build.channels_last(cfg.run.channels_last, dev, cfg.space)
     if chl:
         eager, twin = (m.to(memory_format=torch.channels_last) for m in (eager, twin))
     eager.train()

@@ -79,6 +79,30 @@ def flag(value: str, device: torch.device) -> bool:
     return value == "on" or (value == "auto" and device.type == "cuda")
 
 
+# torch 2.13's CPU backward of a channels-last 1x1 stride-2 convolution with fewer than 4 output channels corrupts
+# the heap (the factorized reduction of a cell with fewer than 8 channels: tests/test_layout.py has the repro)
+CPU_CHANNELS_LAST_MIN_WIDTH = 8
+
+
+def channels_last(value: str, device: torch.device, space_name: str, channels: int = 0) -> bool:
+    """``run.channels_last``: ``on``/``off``, or ``auto``: on CUDA, and on CPU (oneDNN) for the spaces where it was
+    measured to win there (a space's ``CHANNELS_LAST_ON_CPU``; bench/layout.py) at a width of at least
+    ``CPU_CHANNELS_LAST_MIN_WIDTH``. ``on`` below that width on CPU is refused (a ConfigError)."""
+    narrow = device.type == "cpu" and 0 < channels < CPU_CHANNELS_LAST_MIN_WIDTH
+    if value == "on" and narrow:
+        from .config import ConfigError
+        raise ConfigError(f"run.channels_last=on needs at least {CPU_CHANNELS_LAST_MIN_WIDTH} channels on CPU "
+                          f"(got {channels}): torch's CPU kernels fail on narrower channels-last reductions; "
+                          "use run.channels_last=auto or off")
+    if value != "auto":
+        return value == "on"
+    if device.type == "cuda":
+        return True
+    mod = spaces.get(space_name)
+    return (device.type == "cpu" and not narrow and bool(getattr(mod, "CHANNELS_LAST_ON_CPU", False))
+            and torch.backends.mkldnn.is_available())
+
+
 def autocast_factory(cfg: Config, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
     if flag(cfg.run.bf16, device):
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)

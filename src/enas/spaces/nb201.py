@@ -30,6 +30,7 @@ from .base import (PARAMETER_FREE as _FREE, ArchError, Decision, Step, check_for
 
 NAME = "nb201"
 KIND = "image"  # trained by the image task (enas.tasks)
+CHANNELS_LAST_ON_CPU = True  # run.channels_last=auto: measured to win on CPU (docs/benchmarks.md section 6.1)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DEFAULT_OPS = OPS
 KNOWN_OPS = DEFAULT_OPS
