@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(optional with --resume)")
     _common(t)
     t.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs: SyncBatchNorm")
+    t.add_argument("--baseline", choices=("lstm",), help="rnn: train instead a tied LSTM language model with "
+                                                       "ARCH's parameter count, budget and regularisation")
     sh = sub.add_parser("show", help="print an architecture and the size of the network it builds")
     sh.add_argument("arch", help="architecture: JSON file, run directory, or integer string")
     _common(sh, run=False)
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--seeds", required=True, help="comma-separated seeds, e.g. 0,1,2")
     _common(cp)
     cp.add_argument("--force", action="store_true", help="allow an --out that is (or is inside) a run directory")
+    sub.add_parser("doctor", help="print torch, CUDA, device, threads and which optional parts are available")
     return ap
 
 
@@ -117,7 +120,9 @@ def _engine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
 
 
-def _load_cfg(args: argparse.Namespace, verb: str):
+def _load_cfg(args: argparse.Namespace, verb: str, run_config: Path | None = None):
+    """The config from --preset/--config/flags/overrides; ``run_config`` (the config.json of the run that ARCH
+    names) is the base instead of the preset when neither --preset nor --config is given."""
     from . import config as C
     overrides = list(args.overrides or [])
     if getattr(args, "data", None):
@@ -135,9 +140,10 @@ def _load_cfg(args: argparse.Namespace, verb: str):
     if getattr(args, "quiet", False):
         overrides.append("run.progress=false")
     preset = args.preset
+    file = args.config or (run_config if preset is None else None)
     strict = _loose_numbers(overrides, args.config)
     try:
-        cfg = C.load_config(preset=preset, file=args.config, overrides=overrides, space=args.space)
+        cfg = C.load_config(preset=preset, file=file, overrides=overrides, space=args.space)
     except C.ConfigError as e:
         raise C.ConfigError(e.errors + strict) from None
     if strict:
@@ -297,6 +303,9 @@ def _print_result(result: dict) -> None:
         return
     mod = spaces.get(result["space"])
     best = result.get("best_arch") or result.get("arch")
+    if result.get("baseline"):  # enas train --baseline lstm: the model trained is not the architecture
+        print(f"baseline: tied {result['baseline'].upper()} language model, size {result.get('lstm_size')}, "
+              f"{result.get('params')} parameters, matched to the cell below ({result.get('cell_params')})")
     print("best architecture:" if "best_arch" in result else "architecture:")
     try:
         space = mod.infer_space(best, mod.default_space())
@@ -334,13 +343,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if mod.to_dict(given) != mod.to_dict(arch):
                     raise UsageError(f"enas train: ARCH differs from the architecture of the run in {rd} "
                                      "(omit ARCH to continue that run)")
-            result = train_fixed(cfg, arch, rd, resume=True, stop=stopper, sync_bn=args.sync_bn)
+            result = train_fixed(cfg, arch, rd, resume=True, stop=stopper, sync_bn=args.sync_bn,
+                                 baseline=args.baseline)
         else:
             if args.arch is None:
                 raise UsageError("enas train: the following arguments are required: arch (see enas train --help)")
-            cfg = _load_cfg(args, "train")
+            cfg = _load_cfg(args, "train", _run_config(args.arch))  # a run's own settings, unless overridden
             arch, _ = read_arch(args.arch, cfg.space, build.make_space(cfg))
-            result = train_fixed(cfg, arch, args.out, stop=stopper, sync_bn=args.sync_bn)
+            result = train_fixed(cfg, arch, args.out, stop=stopper, sync_bn=args.sync_bn,
+                                 baseline=args.baseline)
     finally:
         stopper.restore()
     _print_result(result)
@@ -350,7 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from . import build, spaces
     from .archio import read_arch
-    cfg = _load_cfg(args, "show")
+    cfg = _load_cfg(args, "show", _run_config(args.arch))  # a run's own settings, unless overridden
     mod = spaces.get(cfg.space)
     arch, space = read_arch(args.arch, cfg.space, build.make_space(cfg))
     if args.format == "json":
@@ -372,13 +383,45 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"wrote {args.output}")
         return 0
     print(mod.describe(arch))
-    n, what = network_size(cfg, arch, space)
+    n, what = network_size(cfg, arch, space, _run_dir(args.arch))
     print(f"parameters: {n:,} ({what})")
     return 0
 
 
-def network_size(cfg, arch, space) -> tuple[int, str]:
-    """Parameter count of the network ``enas train`` would build with this config (no data is loaded)."""
+def _run_dir(arch: str | None) -> Path | None:
+    """The run directory that ARCH names (a directory holding a config.json), else None."""
+    try:
+        p = Path(arch) if arch else None
+        return p if p is not None and p.is_dir() and (p / "config.json").is_file() else None
+    except (OSError, ValueError):  # an integer string or JSON text too long to be a path
+        return None
+
+
+def _run_config(arch: str | None) -> Path | None:
+    rd = _run_dir(arch)
+    return None if rd is None else rd / "config.json"
+
+
+def _run_image_shape(run_dir: Path | None) -> tuple[int, int] | None:
+    """(classes, input channels) as the run recorded them (its result.json, or its final training's)."""
+    from .rundir import read_json
+    if run_dir is None:
+        return None
+    for path, key in ((run_dir / "result.json", None), (run_dir / "result.json", "final"),
+                      (run_dir / "final" / "result.json", None)):
+        try:
+            r = read_json(path) if path.is_file() else None
+        except Exception:  # noqa: BLE001 - a damaged result.json: fall back to the next place
+            r = None
+        r = r.get(key) if isinstance(r, dict) and key else r
+        if isinstance(r, dict) and isinstance(r.get("num_classes"), int) and isinstance(r.get("in_channels"), int):
+            return r["num_classes"], r["in_channels"]
+    return None
+
+
+def network_size(cfg, arch, space, run_dir: Path | None = None) -> tuple[int, str]:
+    """Parameter count of the network ``enas train`` would build with this config (no data is loaded); the
+    classes and input channels are those recorded by the run in ``run_dir``, else assumed from the data name."""
     from . import build, spaces
     from .train import count_params
     if spaces.is_text(cfg.space):
@@ -386,12 +429,13 @@ def network_size(cfg, arch, space) -> tuple[int, str]:
         m = fixed_lm_model(cfg, arch, space, vocab_size=cfg.data.vocab_size)
         return count_params(m), f"language model, vocabulary {cfg.data.vocab_size}, " \
                                  f"embedding {cfg.final_net.embed_size}, hidden {cfg.final_net.hidden_size}"
-    classes, in_ch = (10, 1) if cfg.data.source == "digits" else (10, 3)
+    recorded = _run_image_shape(run_dir)
+    classes, in_ch = recorded or ((10, 1) if cfg.data.source == "digits" else (10, 3))
     m = build.make_cnn(cfg.space, space, cfg.final_net, num_classes=classes, in_channels=in_ch, arch=arch)
     aux = "" if cfg.final_net.aux_weight == 0 else ", auxiliary head excluded"
     depth = spaces.get(cfg.space).network_words(arch, cfg.final_net.num_layers)
     return count_params(m), (f"{cfg.space} network with {cfg.final_net.channels} channels, "
-                             f"{depth}, {classes} classes, {in_ch} input channels{aux}")
+                             f"{depth}, {classes} classes, {in_ch} input channels{'' if recorded else ' (assumed)'}{aux}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -583,8 +627,16 @@ class _new_output_file:
         return False
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print what this installation runs on and which optional parts it can use."""
+    from .environment import doctor_lines
+    print("\n".join(doctor_lines()))
+    return 0
+
+
 HANDLERS = {"search": cmd_search, "retrain": cmd_retrain, "train": cmd_train, "show": cmd_show, "presets": cmd_presets,
-            "report": cmd_report, "export": cmd_export, "rank": cmd_rank, "compare": cmd_compare}
+            "report": cmd_report, "export": cmd_export, "rank": cmd_rank, "compare": cmd_compare,
+            "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

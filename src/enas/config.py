@@ -67,6 +67,11 @@ class NetConfig:
     dropout_l: float = 0.25
     dropout_o: float = 0.75
     init_range: float = 0.04
+    # recurrent cell (issue #17): h_t = mean of the loose ends (loose_ends: paper) or of nodes 1..N-1 (all:
+    # enas_lm); clamp of h_t at every step (0 = off); node 0 always tanh (enas_lm) whatever the architecture says
+    rnn_output: str = "loose_ends"
+    rnn_state_clip: float = 0.0
+    rnn_first_tanh: bool = False
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,13 @@ PRESETS["default-paper"] = {
     "controller": {**_MICRO_SEARCH_CTRL, "train_steps": 10, "num_aggregate": 5},
 }
 PRESETS["ptb-final"] = {k: v for k, v in PRESETS["ptb-search"].items() if k not in ("shared", "controller", "search")}
-PRESETS["rnn-default"] = {
+# The recurrent demo. `rnn-paper` is the paper's search cell and controller at this size (what `rnn-default` was
+# before issue #17); `rnn-default` departs from it where measured (docs/benchmarks.md section 4): h_t clamped to
+# [-1, 1] at every step (net.rnn_state_clip: without it, a PTB search at batch 64 / BPTT 35 had a step at loss
+# 2e13, 2.6e12 times the running median) and a controller that can move (Adam eps 1e-8: the reference's 1e-3 is
+# far above the gradients; lr 0.005, 20 updates per epoch, no temperature: with the paper's 5 the policy's
+# reward fell below the uniform cells' on a PTB subset).
+PRESETS["rnn-paper"] = {
     "space": "rnn",
     "data": {"source": "pydoc", "vocab_size": 10000, "bptt": 20},
     "space_cfg": {"num_nodes": 8},
@@ -297,6 +308,13 @@ PRESETS["rnn-default"] = {
                   "dropout_l": 0.1, "dropout_o": 0.3, "init_range": 0.1},
     "train": {"epochs": 4, "batch_size": 32, "eval_batch_size": 10, "lr_max": 10.0, "lr_schedule": "constant",
               "momentum": 0.0, "nesterov": False, "weight_decay": 1e-6, "grad_clip": 0.25},
+}
+PRESETS["rnn-default"] = {
+    **PRESETS["rnn-paper"],
+    "net": {**PRESETS["rnn-paper"]["net"], "rnn_state_clip": 1.0},
+    "controller": {**PRESETS["rnn-paper"]["controller"], "lr": 0.005, "eps": 1e-8, "temperature": 0.0,
+                   "train_steps": 20},
+    "final_net": {**PRESETS["rnn-paper"]["final_net"], "rnn_state_clip": 1.0},
 }
 PRESETS["rnn-tiny"] = {
     "space": "rnn",
@@ -591,6 +609,10 @@ def check(cfg: Config) -> list[str]:
         for d in ("dropout_e", "dropout_i", "dropout_x", "dropout_l", "dropout_o"):
             if not 0 <= getattr(n, d) < 1:
                 e.append(f"{sec}.{d}: must be in [0, 1)")
+        if n.rnn_output not in ("loose_ends", "all"):
+            e.append(f"{sec}.rnn_output: expected loose_ends or all, got {n.rnn_output!r}")
+        if not 0 <= n.rnn_state_clip <= 1e6:
+            e.append(f"{sec}.rnn_state_clip: must be in [0, 1000000] (0 = off), got {n.rnn_state_clip}")
     c = cfg.controller
     if c.kind not in ("enas", "random"):
         e.append(f"controller.kind: expected enas or random, got {c.kind!r}")

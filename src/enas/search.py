@@ -98,7 +98,7 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
         task, model = make_search_task_and_model(cfg, space, device, gens)
     else:
         ds, train, valid, test = load_image_splits(cfg, gens["data"], with_valid=True)
-        chl = build.flag(cfg.run.channels_last, device)
+        chl = build.channels_last(cfg.run.channels_last, device, cfg.space, cfg.net.channels)
         pad = cfg.data.pad if cfg.data.pad >= 0 else ds.image_size // 8
         task = ImageTask(train, valid, test, batch_size=cfg.shared.batch_size,
                          eval_batch_size=cfg.shared.eval_batch_size, pad=pad, flip=cfg.data.flip,
@@ -109,7 +109,7 @@ def setup(cfg: C.Config, out: Path, stop: Callable[[], bool], state: dict | None
                          calib_seed=cfg.run.seed, valid_batch_size=cfg.controller.reward_batch_size)
         task.rank, task.world = dist.rank, dist.world  # each rank takes its shard of every global minibatch
         model = build.make_cnn(cfg.space, space, cfg.net, num_classes=ds.num_classes, in_channels=ds.in_channels)
-        model = D.use_global_batch_norm(model, dist)  # batch statistics of the global batch (no-op single)
+        model = D.use_global_batch(model, dist)  # batch statistics, dropout masks of the global batch (no-op single)
         if cfg.search.bn_recalibrate > 0:  # running statistics, re-estimated per scored architecture (enas.bn)
             bn.keep_running_stats(model)
         else:
@@ -442,6 +442,9 @@ def end_epoch(run: SearchRun, ctrl: dict) -> None:
         del row["acc"]
     row.update({f"ctrl_{k}": v for k, v in ctrl.items()})
     row["op_freq"] = op_frequencies(run, run.epoch_actions)
+    epoch_metrics = getattr(run.task, "epoch_metrics", None)  # e.g. the text task's max_loss_ratio (spikes)
+    if epoch_metrics is not None:
+        row.update(epoch_metrics())
     if run.table is not None:  # mean ground truth of the architectures the shared phase trained this epoch
         ds = run.cfg.search.benchmark_dataset
         row["sampled_truth"] = sum(run.table.accuracy(a, ds) for a in run.epoch_archs) / len(run.epoch_archs)
@@ -525,6 +528,9 @@ def search(cfg: C.Config, out: str | Path | None = None, *, resume: str | Path |
             rundir.lock_run(resume)  # before anything is read: no other process is writing it (rank 0 only)
         saved = C.from_dict(read_json(Path(resume) / "config.json")) if resume is not None else cfg
         if saved.controller.reward == "table":  # controller only: the benchmark's table is the reward
+            if D.from_env().enabled:  # nothing to split: no shared weights, a table lookup per reward
+                raise C.ConfigError("controller.reward=table trains no shared weights and runs in one process: "
+                                    "start it without torchrun")
             from .table_search import table_search
             return table_search(cfg, out, resume=resume, stop=stop)
         state = None
@@ -597,6 +603,8 @@ def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state
         summary = {"space": cfg.space, "best_arch": run.best["arch"], "derive_score": run.best["score"],
                    "search_time_s": round(run.timer(), 1), "epochs": cfg.shared.epochs,
                    "nonfinite_steps": run.guard.total}
+        if isinstance(run.task, ImageTask):  # what `enas show RUN_DIR` builds the network for (no data read)
+            summary.update({"num_classes": run.task.num_classes, "in_channels": int(run.task.train.x.shape[1])})
         if run.table is not None:
             arch = run.mod.from_dict(run.best["arch"], run.space)
             summary["ground_truth"] = run.table.summary(arch)
@@ -620,6 +628,8 @@ def _search_body(cfg: C.Config, out: Path, real_out: Path, run: SearchRun, state
         summary.update({"final": final, "test_metric": final.get("test_metric"), "test_acc": final.get("test_acc"),
                         "params": final.get("params")})
     summary["wall_time_s"] = round(run.timer(), 1)
+    from .environment import environment
+    summary["environment"] = environment(cfg.run.seed, run.device)  # machine, torch, CUDA, commit, seed
     write_json(out / "result.json", summary)
     return summary
 

@@ -34,30 +34,37 @@ def _final_space(cfg: C.Config, arch):
 
 
 def train_fixed(cfg: C.Config, arch, out: str | Path | None = None, *, resume: bool = False,
-                stop: Callable[[], bool] = lambda: False, dist: D.Dist | None = None, sync_bn: bool = False) -> dict:
+                stop: Callable[[], bool] = lambda: False, dist: D.Dist | None = None, sync_bn: bool = False,
+                baseline: str | None = None) -> dict:
     """Train ``arch`` from scratch. Under torchrun (several processes) this is plain data-parallel training
     (DDP; each rank takes its shard of every global minibatch; only rank 0 writes); ``dist`` is passed by a
-    caller that already joined the process group, and ``sync_bn`` (GPUs only) uses SyncBatchNorm."""
+    caller that already joined the process group, and ``sync_bn`` (GPUs only) uses SyncBatchNorm.
+    ``baseline="lstm"`` (recurrent space only) trains the tied LSTM of ``arch``'s parameter count instead
+    (``text_task.train_fixed_lm``)."""
+    if baseline is not None and not spaces.is_text(cfg.space):
+        raise C.ConfigError(f"--baseline {baseline}: only for the recurrent space (--space rnn), not {cfg.space}")
     if dist is None and D.from_env().enabled:  # launched by torchrun: this call owns the process group
         d, _ = D.init(cfg.run.device)
         try:
-            result = _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=d, sync_bn=sync_bn)
+            result = _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=d, sync_bn=sync_bn,
+                                  baseline=baseline)
         except BaseException:
             D.teardown(d, barrier=False)
             raise
         D.teardown(d)  # the DDP wrapper is gone with _train_fixed's frame
         return result
-    return _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=dist or D.SINGLE, sync_bn=sync_bn)
+    return _train_fixed(cfg, arch, out, resume=resume, stop=stop, dist=dist or D.SINGLE, sync_bn=sync_bn,
+                        baseline=baseline)
 
 
 def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, stop: Callable[[], bool],
-                 dist: D.Dist, sync_bn: bool) -> dict:
+                 dist: D.Dist, sync_bn: bool, baseline: str | None = None) -> dict:
     mod = spaces.get(cfg.space)
     if spaces.is_text(cfg.space) and dist.enabled:
         raise C.ConfigError("distributed training (torchrun) supports the image spaces only")
     if spaces.is_text(cfg.space):
         from .text_task import train_fixed_lm
-        return train_fixed_lm(cfg, arch, out, resume=resume, stop=stop)
+        return train_fixed_lm(cfg, arch, out, resume=resume, stop=stop, baseline=baseline)
     state = None
     existed, top = out is not None and Path(out).exists(), created_top(out)
     if resume:
@@ -97,7 +104,7 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
         if not resume:  # bad data: leave no half-made run directory behind
             discard_new_run_dir(out, existed, top)
         raise
-    chl = build.flag(cfg.run.channels_last, device)
+    chl = build.channels_last(cfg.run.channels_last, device, cfg.space, cfg.final_net.channels)
     pad = cfg.data.pad if cfg.data.pad >= 0 else ds.image_size // 8
     o = cfg.train
     task = ImageTask(train, valid, test, batch_size=o.batch_size, eval_batch_size=o.eval_batch_size, pad=pad,
@@ -245,6 +252,10 @@ def _train_fixed(cfg: C.Config, arch, out: str | Path | None, *, resume: bool, s
                   "metric": "accuracy", "params": params, "epochs": o.epochs, "wall_time_s": round(timer(), 1),
                   "device": str(device), "dataset": ds.name, "num_classes": ds.num_classes,
                   "in_channels": ds.in_channels, "image_size": ds.image_size}
+        # what inputs the model expects: (x / 255 - mean) / std per channel, from the training images
+        result["normalize"] = {"mean": [float(v) for v in task.mean], "std": [float(v) for v in task.std]}
+        from .environment import environment
+        result["environment"] = environment(cfg.run.seed, device)  # machine, torch, CUDA, commit, seed
         torch.save(model.state_dict(), out / "model.pt.tmp")
         os.replace(out / "model.pt.tmp", out / "model.pt")
         write_json(out / "result.json", result)

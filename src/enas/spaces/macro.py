@@ -21,11 +21,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
+from .base import ArchError, Decision, Step, check_format_fields, known_ops, parse_int_string, check_space_fields
 
 NAME = "macro"
 KIND = "image"  # trained by the image task (enas.tasks)
+CHANNELS_LAST_ON_CPU = False  # run.channels_last=auto: no gain measured on CPU (docs/benchmarks.md section 6.1)
 DEFAULT_OPS = ("conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3")
+
+
+# the built-in ops of this space; validation reads the one op table (``spaces.base.known_ops``), which also holds
+# the ops added by ``enas.register_op``
 KNOWN_OPS = DEFAULT_OPS + ("conv_1x1", "conv_7x7", "sep_conv_7x7")
 
 # The 24-layer network of the reference's macro final script (scripts/cifar10_macro_final.sh, the
@@ -65,7 +70,7 @@ class MacroSpace:
     ops: tuple[str, ...] = DEFAULT_OPS
 
     def check(self) -> list[str]:
-        return check_space_fields("num_layers", self.num_layers, "ops", self.ops, KNOWN_OPS, "op")
+        return check_space_fields("num_layers", self.num_layers, "ops", self.ops, known_ops(NAME), "op")
 
 
 @dataclass(frozen=True)

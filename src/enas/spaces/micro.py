@@ -12,13 +12,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .base import ArchError, Decision, Step, check_format_fields, parse_int_string, check_space_fields
+from .base import ArchError, Decision, Step, check_format_fields, known_ops, parse_int_string, check_space_fields
 
 NAME = "micro"
 KIND = "image"  # trained by the image task (enas.tasks)
+CHANNELS_LAST_ON_CPU = True  # run.channels_last=auto: measured to win on CPU (docs/benchmarks.md section 6.1)
 DEFAULT_OPS = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity")
-KNOWN_OPS = DEFAULT_OPS + ("sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5", "conv_3x3", "conv_1x1")
 CELLS = ("normal", "reduce")
+
+
+# the built-in ops of this space; validation reads the one op table (``spaces.base.known_ops``), which also holds
+# the ops added by ``enas.register_op``
+KNOWN_OPS = DEFAULT_OPS + ("sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5", "conv_3x3", "conv_1x1")
 
 # The cell printed by the reference's micro final script (scripts/cifar10_micro_final.sh).
 PAPER_ARCH_STRING = (
@@ -33,7 +38,7 @@ class MicroSpace:
     ops: tuple[str, ...] = DEFAULT_OPS
 
     def check(self) -> list[str]:
-        return check_space_fields("num_nodes", self.num_nodes, "ops", self.ops, KNOWN_OPS, "op")
+        return check_space_fields("num_nodes", self.num_nodes, "ops", self.ops, known_ops(NAME), "op")
 
 
 @dataclass(frozen=True)
