@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import spaces
-from .config import Config, NetConfig
+from .config import Config, ConfigError, NetConfig
 from .controller import Controller, RandomController
 
 
@@ -90,7 +90,6 @@ def channels_last(value: str, device: torch.device, space_name: str, channels: i
     ``CPU_CHANNELS_LAST_MIN_WIDTH``. ``on`` below that width on CPU is refused (a ConfigError)."""
     narrow = device.type == "cpu" and 0 < channels < CPU_CHANNELS_LAST_MIN_WIDTH
     if value == "on" and narrow:
-        from .config import ConfigError
         raise ConfigError(f"run.channels_last=on needs at least {CPU_CHANNELS_LAST_MIN_WIDTH} channels on CPU "
                           f"(got {channels}): torch's CPU kernels fail on narrower channels-last reductions; "
                           "use run.channels_last=auto or off")
