@@ -141,7 +141,12 @@ def test_every_search_preset_is_listed() -> None:
     assert {"default", "default-paper", "tiny", "macro-default", "nb201-cpu", "micro-search"} <= set(names)
 
 
-@pytest.mark.parametrize("preset", _search_presets())
+# the CIFAR-sized presets take 25-80 s each on 2 cores: run with -m slow (the default suite keeps the rest)
+SLOW_PRESETS = ("micro-search", "macro-search", "default-paper")
+
+
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p in SLOW_PRESETS else p
+                                    for p in _search_presets()])
 def test_one_and_two_processes_agree_on_every_search_preset(preset: str, tmp_path: Path) -> None:
     """The first shared steps and a controller phase of every search preset, 1 vs 2 processes: the same
     architectures, the same first loss (same data, same dropout masks), and weights that differ by float

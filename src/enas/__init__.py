@@ -16,8 +16,9 @@ Layer 0 (``enas.spaces``, ``enas.config``) imports no torch, so architectures ca
 written without it.
 """
 
+from .errors import EnasError  # noqa: F401 - layer 0: the base of every error enas raises for bad input
 from .spaces import SpaceModule, register_space, unregister_space  # noqa: F401 - layer 0, no torch
 from .spaces.base import register_op, unregister_op  # noqa: F401
 
 __version__ = "0.1.0"
-__all__ = ["register_op", "unregister_op", "register_space", "unregister_space", "SpaceModule", "__version__"]
+__all__ = ["EnasError", "register_op", "unregister_op", "register_space", "unregister_space", "SpaceModule", "__version__"]

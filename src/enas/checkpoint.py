@@ -23,13 +23,15 @@ from pathlib import Path
 
 import torch
 
+from .errors import EnasError
+
 MAGIC = b"ENAS-CKPT"
 FORMAT = 1
 CRASH_ENV = "ENAS_TEST_CRASH_AT"  # tests only: "STAGE:N" kills this process at the N-th save (see _crash_point)
 _saves = [0]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(EnasError, RuntimeError):
     """A checkpoint is missing, truncated, corrupted, of another format or unsafe. The message says which."""
 
 

@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+from .errors import EnasError
 from .spaces import SPACES  # layer 0, no torch: the CLI stays quick to start
 
 EXIT_USAGE = 2
@@ -19,7 +20,7 @@ EXIT_STOPPED = 130
 log = logging.getLogger("enas")
 
 
-class UsageError(Exception):
+class UsageError(EnasError):
     pass
 
 
@@ -679,17 +680,14 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _report(e: Exception) -> int:
-    from .rundir import RunDirError, Stopped
-    known = [RunDirError]
-    names = {"ConfigError", "ArchError", "DataError", "TextDataError", "CheckpointError", "NonFiniteError",
-             "VizError", "ReportError", "ExportError", "BenchmarkError"}
+    from .rundir import Stopped
     if isinstance(e, Stopped):
         print(str(e), file=sys.stderr)
         return EXIT_STOPPED
-    if isinstance(e, tuple(known)) or type(e).__name__ in names:
+    if isinstance(e, EnasError):  # every error of ours for bad input or a refused step: one line, its exit code
         msg = str(e).replace("\n", " ")
         print(f"error: {msg}", file=sys.stderr)
-        return 1 if type(e).__name__ == "NonFiniteError" else EXIT_USAGE
+        return e.exit_code
     if isinstance(e, ValueError) and str(e).startswith("run.device"):
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

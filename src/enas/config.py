@@ -14,10 +14,11 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from .errors import EnasError
 from .spaces import SPACES
 
 
-class ConfigError(ValueError):
+class ConfigError(EnasError, ValueError):
     def __init__(self, errors: list[str] | str):
         self.errors = [errors] if isinstance(errors, str) else list(errors)
         super().__init__("; ".join(self.errors))

@@ -36,6 +36,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .errors import EnasError
+
 log = logging.getLogger("enas")
 
 FORMATS = ("torchscript", "onnx", "state_dict", "json")
@@ -46,7 +48,7 @@ INSTALL_HINT = "pip install 'enas[export]'"
 _VERIFY_ATOL = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(EnasError, ValueError):
     """A run cannot be exported (missing directory or files, unknown format, missing package). One line."""
 
 

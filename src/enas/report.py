@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import stats
+from .errors import EnasError
 from .stats import PARAMETER_FREE
 from .viz import VizError, to_svg
 from .viz.plots import Series, finite, line_chart, stacked_area
@@ -41,7 +42,7 @@ WARM = ("#dc2626", "#f97316", "#facc15", "#db2777")
 COOL = ("#1d4ed8", "#0891b2", "#16a34a", "#7c3aed", "#4b5563", "#65a30d")
 
 
-class ReportError(ValueError):
+class ReportError(EnasError, ValueError):
     """The run directory cannot be reported on; the message (one line) says why."""
 
 

@@ -16,6 +16,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .errors import EnasError
+
 log = logging.getLogger("enas")
 
 RUN_FILE = "run.json"  # {"run_id": random hex, ...}: written when the run directory is created
@@ -23,7 +25,7 @@ LOCK_FILE = ".lock"  # flock'ed by the one process writing into the run; holds i
 _BOOKKEEPING = (RUN_FILE, LOCK_FILE)  # a directory holding only these is still empty (no config.json yet)
 
 
-class RunDirError(ValueError):
+class RunDirError(EnasError, ValueError):
     pass
 
 
@@ -404,8 +406,10 @@ class Stopped(Exception):
         super().__init__(f"stopped: checkpoint saved; continue with: enas {verb} --resume {run_dir or 'RUN_DIR'}")
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(EnasError, RuntimeError):
     """Training kept producing non-finite losses or gradients; no bad weights were saved."""
+
+    exit_code = 1  # the input was valid; the run failed
 
 
 class Timer:

@@ -22,6 +22,7 @@ import re
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 
+from ..errors import EnasError
 from ..spaces import nb201
 from ..spaces.base import ArchError
 
@@ -46,7 +47,7 @@ _OP = "|".join(re.escape(op) for op in nb201.OPS)
 _CANONICAL = re.compile(r"\|({o})~0\|\+\|({o})~0\|({o})~1\|\+\|({o})~0\|({o})~1\|({o})~2\|".format(o=_OP))
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(EnasError):
     """The benchmark table is missing or unreadable, or a cell or dataset is not in it (one-line message)."""
 
 

@@ -40,6 +40,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from ..errors import EnasError
+
 log = logging.getLogger(__name__)
 
 CIFAR10_CLASSES = (
@@ -59,7 +61,7 @@ _PROGRESS_EVERY = 10_000
 _CHUNK = 4096  # images per chunk for resizing and statistics
 
 
-class DataError(ValueError):
+class DataError(EnasError, ValueError):
     """A dataset source is missing, malformed or unsafe. The message is one line naming the path/field."""
 
 

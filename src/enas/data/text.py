@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import EnasError
+
 UNK, EOS = "<unk>", "<eos>"
 SPLITS = ("train", "valid", "test")
 SPLIT_PATTERNS = ("ptb.{}.txt", "{}.txt", "wiki.{}.tokens")
@@ -34,7 +36,7 @@ PYDOC_VOCAB_SIZE = 10000
 _WORD = re.compile(r"[a-z0-9_]+|[^\sa-z0-9_]")
 
 
-class TextDataError(ValueError):
+class TextDataError(EnasError, ValueError):
     """A text corpus cannot be read (missing files, empty split, bad sizes)."""
 
 

@@ -23,8 +23,11 @@ Two options shape a cell (``NetConfig.cell_output`` and ``NetConfig.cell_residua
     (``base``), and the aux head's first 1x1 conv and the classifier read the concatenation too. Every weight
     that reads a concatenation is stored as one block per possible loose end of the cell that produced it
     (``BlockWeight``), so the supernet (all nodes possible) selects the sampled blocks and still equals the
-    fixed model. Unlike the reference, a calibration 1x1 is applied even when a cell has a single loose end
-    (its channel count then equals ``C``), because in the supernet the count is only known per architecture.
+    fixed model. As in the reference, the loose ends include an unused cell input (in a reduction cell, after a
+    factorized reduction: ``end_reduce``), and a fixed model gets no calibration 1x1 where the concatenation
+    already has ``C`` channels (the supernet holds that weight and passes through for such architectures).
+    ``tests/test_reference_count.py`` checks the count against a tally of the reference's own variable shapes,
+    for the published cell and for random cells.
     The published cell at 36 channels and 15 + 2 cells has 3,894,372 parameters without the aux head and
     4,389,230 with it (the paper reports 4.6M; "combine" gives 3,190,860 without the aux head).
 
@@ -47,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops as O
-from ..spaces.micro import MicroArch, MicroNode, MicroSpace, loose_ends
+from ..spaces.micro import MicroArch, MicroNode, MicroSpace, loose_ends, unused_states
 
 CELL_OUTPUTS = ("combine", "concat")
 
@@ -88,6 +91,8 @@ class LooseEndConv(nn.Module):
         self.bn = O.bn(c_out)
 
     def forward(self, x: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:
+        if x.shape[1] == self.bn.num_features:  # already c_out channels: the reference calibrates nothing
+            return x
         return self.bn(F.conv2d(F.relu(x), self.weight.select(ends)))
 
 
@@ -108,6 +113,13 @@ class LooseEndReduce(nn.Module):
         return self.bn(torch.cat([a, b], dim=1))
 
 
+class PassThrough(nn.Module):
+    """A calibration with nothing to do: the input already has the cell's channels (fixed ``concat`` models)."""
+
+    def forward(self, x: torch.Tensor, ends: Sequence[int] | None = None) -> torch.Tensor:
+        return x
+
+
 def check_options(cell_residual: bool, cell_output: str) -> None:
     if cell_output not in CELL_OUTPUTS:
         raise ValueError(f"cell_output: expected one of {', '.join(CELL_OUTPUTS)}, got {cell_output!r}")
@@ -117,11 +129,15 @@ def check_options(cell_residual: bool, cell_output: str) -> None:
                          "added to it (use cell_residual=False with concat)")
 
 
-def _calibration(c_in: int, ends: Sequence[int] | None, c: int, reduce: bool) -> nn.Module:
+def _calibration(c_in: int, ends: Sequence[int] | None, c: int, reduce: bool, exact: bool = False) -> nn.Module:
     """What brings a cell input to ``c`` channels (and, with ``reduce``, to half its resolution). ``ends`` are
-    the possible loose ends of the cell that produced it (None: a plain tensor of ``c_in`` channels)."""
+    the possible loose ends of the cell that produced it (None: a plain tensor of ``c_in`` channels); ``exact``:
+    they are its actual loose ends (a fixed model), so a concatenation that already has ``c`` channels gets no
+    weights, as in the reference's ``_maybe_calibrate_size`` (a supernet holds them and passes through)."""
     if ends is not None:
-        return LooseEndReduce(c_in, ends, c) if reduce else LooseEndConv(c_in, ends, c)
+        if reduce:
+            return LooseEndReduce(c_in, ends, c)
+        return PassThrough() if exact and len(ends) * c_in == c else LooseEndConv(c_in, ends, c)
     if reduce:
         return O.FactorizedReduce(c_in, c)
     if c_in != c:
@@ -142,10 +158,14 @@ class Cell(nn.Module):
         self.num_nodes = space.num_nodes
         self.concat = output == "concat"
         self.residual_on = residual
-        self.pre0 = _calibration(c_pp, ends0, c, prev_reduction)
-        self.pre1 = _calibration(c_p, ends1, c, False)
+        exact = nodes is not None
+        self.pre0 = _calibration(c_pp, ends0, c, prev_reduction, exact)
+        self.pre1 = _calibration(c_p, ends1, c, False, exact)
         if self.concat:
             self.base = O.ReLUConvBN(c, c, 1)  # the reference's "layer_base" on the calibrated s1
+            if reduction:  # an unused cell input joins the output at half its resolution (``_fixed_combine``)
+                inputs = (0, 1) if nodes is None else [j for j in unused_states(nodes) if j < 2]
+                self.end_reduce = nn.ModuleDict({str(j): O.FactorizedReduce(c, c) for j in inputs})
         self.nodes = nn.ModuleList()
         for i in range(space.num_nodes):
             slots = nn.ModuleDict()
@@ -183,10 +203,12 @@ class Cell(nn.Module):
                     h = drop_path(h, drop_prob)
                 out = h if out is None else out + h
             states.append(out)
+        if self.concat:  # the reference's loose ends: every unused state, cell inputs included
+            outs = [self.end_reduce[str(j)](states[j]) if self.reduction and j < 2 else states[j]
+                    for j in unused_states(nodes)]
+            return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
         ends = loose_ends(nodes)
         x = torch.cat([states[j] for j in ends], dim=1) if len(ends) > 1 else states[ends[0]]
-        if self.concat:
-            return x
         out = self.combine_bn(F.conv2d(F.relu(x), self.combine.select(ends)))
         if self.residual_on:
             out = out + (self.residual(s1) if self.reduction else h1)
@@ -256,7 +278,7 @@ class MicroNet(nn.Module):
             prev_reduction = reduction
             ends = None
             if concat:
-                ends = tuple(range(2, space.num_nodes + 2)) if nodes is None else tuple(loose_ends(nodes))
+                ends = tuple(range(space.num_nodes + 2)) if nodes is None else tuple(unused_states(nodes))
             c_pp, c_p = c_p, c
             e_pp, e_p = e_p, ends
             if k == self.aux_index:
@@ -280,7 +302,7 @@ class MicroNet(nn.Module):
             nodes = arch.reduce if k in self.reductions else arch.normal
             p = drop_path_prob * (k + 1) / self.num_cells
             s0, s1 = s1, cell(s0, s1, nodes, p, e0, e1)
-            e0, e1 = e1, (loose_ends(nodes) if concat else None)
+            e0, e1 = e1, (unused_states(nodes) if concat else None)
             if k == self.aux_index and self.training and self.aux_head is not None:
                 aux = self.aux_head(s1, e1)
         out = self.dropout(F.adaptive_avg_pool2d(F.relu(s1), 1).flatten(1))

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import EnasError
+
 FORMAT_VERSION = 1
 
 
@@ -148,7 +150,7 @@ class OpNames:
 PARAMETER_FREE = OpNames(lambda: [n for n, s in _TABLE.items() if s.parameter_free])
 
 
-class ArchError(ValueError):
+class ArchError(EnasError, ValueError):
     """An architecture (JSON, integer string or action list) is invalid. ``errors`` lists every problem."""
 
     def __init__(self, errors: list[str] | str):

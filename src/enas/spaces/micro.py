@@ -64,6 +64,13 @@ def loose_ends(nodes: tuple[MicroNode, ...]) -> list[int]:
     return [i + 2 for i in range(len(nodes)) if i + 2 not in used]
 
 
+def unused_states(nodes: tuple[MicroNode, ...]) -> list[int]:
+    """Indices of the states that no node of the cell reads, the cell inputs 0 and 1 included, in order: the
+    reference's loose ends (``_fixed_combine``), which a ``concat`` cell output concatenates."""
+    used = {n.x for n in nodes} | {n.y for n in nodes}
+    return [i for i in range(len(nodes) + 2) if i not in used]
+
+
 def decisions(space: MicroSpace) -> list[Decision]:
     out = []
     for cell in CELLS:

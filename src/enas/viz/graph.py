@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import spaces as _spaces
+from ..errors import EnasError
 from ..spaces.base import PARAMETER_FREE  # noqa: F401 - re-exported: it was defined here
 
 SPACES = _spaces.SPACES  # the built-in spaces and those added by enas.register_space (a live view)
 CELLS = ("normal", "reduce")
 
 
-class VizError(ValueError):
+class VizError(EnasError, ValueError):
     """A drawing cannot be made (malformed architecture, missing Graphviz, unwritable file); one-line message."""
 
 
