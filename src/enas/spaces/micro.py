@@ -58,17 +58,16 @@ class MicroArch:
         return self.normal if name == "normal" else self.reduce
 
 
-def loose_ends(nodes: tuple[MicroNode, ...]) -> list[int]:
-    """Indices (>= 2) of the intermediate nodes that no node of the cell reads, in order."""
-    used = {n.x for n in nodes} | {n.y for n in nodes}
-    return [i + 2 for i in range(len(nodes)) if i + 2 not in used]
-
-
 def unused_states(nodes: tuple[MicroNode, ...]) -> list[int]:
     """Indices of the states that no node of the cell reads, the cell inputs 0 and 1 included, in order: the
     reference's loose ends (``_fixed_combine``), which a ``concat`` cell output concatenates."""
     used = {n.x for n in nodes} | {n.y for n in nodes}
     return [i for i in range(len(nodes) + 2) if i not in used]
+
+
+def loose_ends(nodes: tuple[MicroNode, ...]) -> list[int]:
+    """Indices (>= 2) of the intermediate nodes that no node of the cell reads, in order (``combine``)."""
+    return [i for i in unused_states(nodes) if i >= 2]
 
 
 def decisions(space: MicroSpace) -> list[Decision]:
